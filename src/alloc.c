@@ -1,0 +1,158 @@
+/* alloc.c - malloc and its relatives.
+ *
+ * The fast path (ma_malloc, sizes up to 1 KiB): the thread's heap, the page
+ * for the size from heap->direct, pop the first block of its free list.
+ * No lock, no atomic, no size-class computation. Everything else - a
+ * thread's first call, a page running dry, medium and large sizes,
+ * alignment - goes through ma_alloc_slow and friends.
+ */
+#include <errno.h>
+#include <string.h>
+#include "internal.h"
+
+/* The link is cleared so that a block freed without being written to does
+ * not look like a free block to the double-free check (free.c). */
+static inline void *page_pop(ma_page_t *page) {
+    ma_block_t *b = page->free;
+    page->free = ma_block_decode(b->next);
+    page->allocs++;
+    b->next = 0;
+    return b;
+}
+
+void *ma_malloc(size_t size) {
+    ma_heap_t *heap = ma_heap_tls;
+    if (MA_LIKELY(size <= MA_SMALL_MAX)) {
+        ma_page_t *page = heap->direct[(size + 15) >> 4];
+        if (MA_LIKELY(page->free != NULL)) return page_pop(page);
+    }
+    return ma_alloc_slow(heap, size);
+}
+
+static void *heap_alloc_class(ma_heap_t *heap, unsigned cls) {
+    ma_page_t *page = heap->queue[cls].first;
+    if (MA_UNLIKELY(page == NULL || page->free == NULL)) {
+        if (atomic_load_explicit(&heap->remote_full, memory_order_relaxed)) ma_heap_drain_remote(heap);
+        page = ma_heap_find_page(heap, cls);
+        if (MA_UNLIKELY(page == NULL)) {
+            errno = ENOMEM;
+            return NULL;
+        }
+    }
+    return page_pop(page);
+}
+
+static ma_heap_t *heap_get(ma_heap_t *heap) {
+    if (MA_LIKELY(heap != &ma_heap_empty)) return heap;
+    heap = ma_heap_thread_init();
+    if (!heap) errno = ENOMEM;
+    return heap;
+}
+
+MA_NOINLINE void *ma_alloc_slow(ma_heap_t *heap, size_t size) {
+    if (size > MA_MEDIUM_MAX) return ma_large_alloc(size, MA_ALIGN_MIN, false);
+    heap = heap_get(heap);
+    if (!heap) return NULL;
+    return heap_alloc_class(heap, ma_sizeclass_of(size));
+}
+
+/* align: a power of two. Up to a slice (64 KiB), pages start aligned, so a
+ * class whose size is a multiple of align gives aligned blocks; beyond, or
+ * for large sizes, the block gets a mapping of its own. */
+void *ma_alloc_aligned(size_t size, size_t align) {
+    if (align <= MA_ALIGN_MIN) return ma_malloc(size);
+    if (size <= MA_MEDIUM_MAX && align <= MA_SLICE_SIZE) {
+        ma_heap_t *heap = heap_get(ma_heap_tls);
+        if (!heap) return NULL;
+        for (unsigned cls = ma_sizeclass_of(size < align ? align : size); cls < MA_CLASS_COUNT; cls++)
+            if ((ma_sizeclass_size(cls) & (align - 1)) == 0) return heap_alloc_class(heap, cls);
+    }
+    return ma_large_alloc(size, align, false);
+}
+
+void *ma_calloc(size_t count, size_t size) {
+    size_t total;
+    if (__builtin_mul_overflow(count, size, &total)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    if (total > MA_MEDIUM_MAX) return ma_large_alloc(total, MA_ALIGN_MIN, true);
+    void *p = ma_malloc(total);
+    if (p) memset(p, 0, total);
+    return p;
+}
+
+void *ma_realloc(void *p, size_t size) {
+    if (p == NULL) return ma_malloc(size);
+    if (size == 0) {  /* glibc: free and return NULL */
+        ma_free(p);
+        return NULL;
+    }
+    void *region = ma_segment_of(p);
+    if (region && ((ma_large_t *)region)->kind == MA_KIND_LARGE) {
+        ma_large_t *large = region;
+        if (!ma_large_owns(large, p)) ma_diag_fatal_ptr("invalid realloc", p, 0);
+        if (size > MA_MEDIUM_MAX) {
+            void *q = ma_large_realloc(large, p, size);
+            if (q) return q;
+        }
+    }
+    size_t usable = ma_usable_of(p, "invalid realloc");
+    if (size <= usable && size >= usable / 2 && usable <= MA_MEDIUM_MAX) return p;
+    void *q = ma_malloc(size);
+    if (!q) return NULL;
+    memcpy(q, p, size < usable ? size : usable);
+    ma_free(p);
+    return q;
+}
+
+void *ma_reallocarray(void *p, size_t count, size_t size) {
+    size_t total;
+    if (__builtin_mul_overflow(count, size, &total)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return ma_realloc(p, total);
+}
+
+static bool pow2(size_t x) { return x && !(x & (x - 1)); }
+
+/* glibc: a non-power-of-two alignment is rounded up; one too big to round
+ * is EINVAL. aligned_alloc behaves the same in glibc 2.36. */
+void *ma_memalign(size_t align, size_t size) {
+    if (align > ((size_t)1 << 63)) {
+        errno = EINVAL;
+        return NULL;
+    }
+    if (!pow2(align)) align = align <= 1 ? 1 : (size_t)1 << (64 - __builtin_clzl(align - 1));
+    return ma_alloc_aligned(size, align);
+}
+
+void *ma_aligned_alloc(size_t align, size_t size) { return ma_memalign(align, size); }
+
+int ma_posix_memalign(void **out, size_t align, size_t size) {
+    if (!pow2(align) || align % sizeof(void *) != 0) return EINVAL;
+    int saved = errno;
+    void *p = ma_alloc_aligned(size, align);
+    errno = saved;
+    if (!p) return ENOMEM;
+    *out = p;
+    return 0;
+}
+
+void *ma_valloc(size_t size) { return ma_alloc_aligned(size, MA_OS_PAGE); }
+
+void *ma_pvalloc(size_t size) {
+    size_t rounded;
+    if (__builtin_add_overflow(size, MA_OS_PAGE - 1, &rounded)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    rounded &= ~(size_t)(MA_OS_PAGE - 1);
+    return ma_alloc_aligned(rounded ? rounded : MA_OS_PAGE, MA_OS_PAGE);
+}
+
+size_t ma_usable_size(const void *p) {
+    if (p == NULL) return 0;
+    return ma_usable_of(p, "invalid malloc_usable_size");
+}

@@ -1,0 +1,94 @@
+/* diag.c - fatal errors, warnings and the formatter behind every message.
+ *
+ * Nothing here allocates: messages are built in a fixed buffer on the stack
+ * and written with write(2), because they are printed when the heap may be
+ * corrupt or while an allocator lock is held.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include "internal.h"
+
+void ma_buf_str(ma_buf_t *b, const char *s) {
+    while (*s && b->len < sizeof b->data) b->data[b->len++] = *s++;
+}
+
+void ma_buf_u64(ma_buf_t *b, uint64_t v) {
+    char tmp[24];
+    int n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    while (n > 0 && b->len < sizeof b->data) b->data[b->len++] = tmp[--n];
+}
+
+/* As glibc's printf("%p"): 0x and lowercase hex without padding. */
+void ma_buf_hex(ma_buf_t *b, uintptr_t v) {
+    static const char digits[] = "0123456789abcdef";
+    char tmp[20];
+    int n = 0;
+    do {
+        tmp[n++] = digits[v & 15];
+        v >>= 4;
+    } while (v);
+    ma_buf_str(b, "0x");
+    while (n > 0 && b->len < sizeof b->data) b->data[b->len++] = tmp[--n];
+}
+
+void ma_buf_flush(ma_buf_t *b) {
+    int saved = errno;
+    ma_os_write_err(b->data, b->len);
+    b->len = 0;
+    errno = saved;
+}
+
+/* "mapalloc: double free of 0x... (size class 3)" then abort(). */
+void ma_diag_fatal_ptr(const char *what, const void *p, int sclass) {
+    ma_buf_t b = {.len = 0};
+    ma_buf_str(&b, "mapalloc: ");
+    ma_buf_str(&b, what);
+    ma_buf_str(&b, " of ");
+    ma_buf_hex(&b, (uintptr_t)p);
+    if (sclass > 0) {
+        ma_buf_str(&b, " (size class ");
+        ma_buf_u64(&b, (uint64_t)sclass);
+        ma_buf_str(&b, ")");
+    } else if (sclass < 0) {
+        ma_buf_str(&b, " (large block)");
+    }
+    ma_buf_str(&b, "\n");
+    ma_buf_flush(&b);
+    abort();
+}
+
+void ma_diag_fatal(const char *msg) {
+    ma_buf_t b = {.len = 0};
+    ma_buf_str(&b, "mapalloc: ");
+    ma_buf_str(&b, msg);
+    ma_buf_str(&b, "\n");
+    ma_buf_flush(&b);
+    abort();
+}
+
+void ma_diag_assert_fail(const char *cond, const char *file, int line) {
+    ma_buf_t b = {.len = 0};
+    ma_buf_str(&b, "mapalloc: internal assertion failed: ");
+    ma_buf_str(&b, cond);
+    ma_buf_str(&b, " at ");
+    ma_buf_str(&b, file);
+    ma_buf_str(&b, ":");
+    ma_buf_u64(&b, (uint64_t)line);
+    ma_buf_str(&b, "\n");
+    ma_buf_flush(&b);
+    abort();
+}
+
+void ma_diag_warn(const char *msg, const char *detail) {
+    ma_buf_t b = {.len = 0};
+    ma_buf_str(&b, "mapalloc: warning: ");
+    ma_buf_str(&b, msg);
+    if (detail) ma_buf_str(&b, detail);
+    ma_buf_str(&b, "\n");
+    ma_buf_flush(&b);
+}

@@ -1,0 +1,104 @@
+/* free.c - free, local and remote.
+ *
+ * The fast path (ma_free): the byte map says whether the pointer is ours
+ * and where its segment starts; the slice gives the page; the block must
+ * start exactly at a carved block (checked with a multiply, not a divide).
+ * If the page belongs to this thread's heap, the block goes on the page's
+ * local_free list: no lock, no atomic. Otherwise it is pushed on the page's
+ * thread_free list with one compare-and-swap (ma_free_remote).
+ *
+ * Double frees: a free block's first word is an encoded link to a block of
+ * the same page (or the encoded NULL). If the word being freed looks like
+ * that, the page's lists are searched, and a hit is fatal. User data almost
+ * never looks like an encoded in-page link, so the search is rare.
+ */
+#include <errno.h>
+#include "internal.h"
+
+static bool looks_free(const ma_page_t *page, const ma_block_t *b) {
+    uintptr_t link = (uintptr_t)ma_block_decode(b->next);
+    return link == 0 || link - (uintptr_t)page->start < ((size_t)page->slice_count << MA_SLICE_SHIFT);
+}
+
+static MA_COLD void check_double_free(ma_page_t *page, ma_block_t *b) {
+    if (ma_page_list_contains(page, page->free, b) || ma_page_list_contains(page, page->local_free, b))
+        ma_diag_fatal_ptr("double free", b, page->sclass);
+}
+
+static inline void free_local(ma_heap_t *heap, ma_page_t *page, ma_block_t *b) {
+    if (MA_UNLIKELY(looks_free(page, b))) check_double_free(page, b);
+    b->next = ma_block_encode(page->local_free);
+    page->local_free = b;
+    page->frees++;
+    if (MA_UNLIKELY(page->frees == page->allocs || page->in_full)) ma_heap_page_event(heap, page);
+}
+
+void ma_free(void *p) {
+    ma_segment_t *seg = ma_segment_of(p);
+    if (MA_UNLIKELY(seg == NULL || seg->kind != MA_KIND_SEGMENT)) {
+        ma_free_slow(seg, p);
+        return;
+    }
+    ma_page_t *page = ma_segment_page_of(seg, p);
+    if (MA_UNLIKELY(ma_page_block_index(page, p) == UINT32_MAX))
+        ma_diag_fatal_ptr("invalid free", p, page->block_size ? page->sclass : 0);
+    ma_heap_t *heap = ma_heap_tls;
+    if (MA_LIKELY(page->heap == heap)) free_local(heap, page, p);
+    else ma_free_remote(page, p);
+}
+
+void ma_free_local(ma_heap_t *heap, ma_page_t *page, ma_block_t *b) { free_local(heap, page, b); }
+
+/* Another thread's page: push on its thread_free list, or, if the owner
+ * parked the page as full, clear the flag and hand the block to the owning
+ * heap directly so it learns the page has room. The page cannot change
+ * heaps meanwhile: the block being freed still counts as in use. */
+void ma_free_remote(ma_page_t *page, ma_block_t *b) {
+    uintptr_t old = atomic_load_explicit(&page->thread_free, memory_order_relaxed);
+    for (;;) {
+        if (old & MA_TF_NOTIFY) {
+            if (!atomic_compare_exchange_weak_explicit(&page->thread_free, &old, old & ~MA_TF_NOTIFY,
+                                                       memory_order_acq_rel, memory_order_relaxed))
+                continue;
+            ma_heap_t *heap = page->heap;
+            uintptr_t head = atomic_load_explicit(&heap->remote_full, memory_order_relaxed);
+            do {
+                b->next = ma_block_encode((void *)head);
+            } while (!atomic_compare_exchange_weak_explicit(&heap->remote_full, &head, (uintptr_t)b,
+                                                            memory_order_release, memory_order_relaxed));
+            return;
+        }
+        b->next = ma_block_encode((void *)old);
+        if (atomic_compare_exchange_weak_explicit(&page->thread_free, &old, (uintptr_t)b,
+                                                  memory_order_release, memory_order_relaxed))
+            return;
+    }
+}
+
+/* NULL, large blocks, and pointers that are not ours. */
+void ma_free_slow(void *region, void *p) {
+    if (p == NULL) return;
+    if (region == NULL) ma_diag_fatal_ptr("invalid free", p, 0);
+    ma_large_t *large = region;
+    if (large->kind != MA_KIND_LARGE) ma_diag_fatal_ptr("invalid free", p, 0);
+    int saved = errno;
+    ma_large_free(large, p);
+    errno = saved;
+}
+
+/* Usable bytes of the block at p; a pointer that is not the start of one of
+ * our live blocks is fatal, named after `what`. */
+size_t ma_usable_of(const void *p, const char *what) {
+    void *region = ma_segment_of(p);
+    if (region == NULL) ma_diag_fatal_ptr(what, p, 0);
+    if (((ma_large_t *)region)->kind == MA_KIND_LARGE) {
+        ma_large_t *large = region;
+        if (!ma_large_owns(large, p) ||
+            atomic_load_explicit(&large->state, memory_order_relaxed) != MA_LARGE_LIVE)
+            ma_diag_fatal_ptr(what, p, -1);
+        return ma_large_usable(large);
+    }
+    ma_page_t *page = ma_segment_page_of(region, p);
+    if (ma_page_block_index(page, p) == UINT32_MAX) ma_diag_fatal_ptr(what, p, 0);
+    return page->block_size;
+}

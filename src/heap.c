@@ -1,0 +1,263 @@
+/* heap.c - thread heaps: the pages a thread allocates from, by size class.
+ *
+ * A heap belongs to at most one thread at a time, which alone touches its
+ * queues and its pages' owner fields. When the thread exits, the heap gives
+ * its empty pages back and is "abandoned": kept whole, with its live blocks,
+ * for the next new thread to adopt. So heaps are never freed, thread churn
+ * reuses them, and a page's `heap` pointer stays valid for remote frees.
+ *
+ * Queues: heap->queue[c] holds pages of class c that may have room; only
+ * its first page ever has a non-empty `free` list, and heap->direct points
+ * small sizes at it. Pages with no room wait in heap->full, parked (see
+ * page.c) so that the first remote free into one is pushed on
+ * heap->remote_full, which the owner drains on its slow path.
+ *
+ * Lock order: heaps lock, then segment lock.
+ */
+#include <string.h>
+#include "internal.h"
+
+ma_page_t ma_page_empty;
+ma_heap_t ma_heap_empty = {.direct = {[0 ... MA_DIRECT_COUNT - 1] = &ma_page_empty}};
+__thread ma_heap_t *ma_heap_tls __attribute__((tls_model("initial-exec"))) = &ma_heap_empty;
+
+static pthread_mutex_t heaps_lock = PTHREAD_MUTEX_INITIALIZER;
+static ma_heap_t *all_heaps;        /* every heap ever made */
+static ma_heap_t *abandoned;        /* heaps with no thread */
+static uint64_t heap_count;
+static uint8_t *meta_next, *meta_end;  /* bump area for heap structs */
+
+#define META_CHUNK ((size_t)256 << 10)
+#define HEAP_STRIDE ((sizeof(ma_heap_t) + 63) & ~(size_t)63)
+
+/* ---- Page queues ---------------------------------------------------------- */
+
+static void queue_remove(ma_pageq_t *q, ma_page_t *page) {
+    if (page->prev) page->prev->next = page->next;
+    else q->first = page->next;
+    if (page->next) page->next->prev = page->prev;
+    else q->last = page->prev;
+    page->next = page->prev = NULL;
+}
+
+static void queue_push_front(ma_pageq_t *q, ma_page_t *page) {
+    page->prev = NULL;
+    page->next = q->first;
+    if (q->first) q->first->prev = page;
+    else q->last = page;
+    q->first = page;
+}
+
+static void queue_push_back(ma_pageq_t *q, ma_page_t *page) {
+    page->next = NULL;
+    page->prev = q->last;
+    if (q->last) q->last->next = page;
+    else q->first = page;
+    q->last = page;
+}
+
+/* Point the direct entries of class cls at the queue's first page. */
+static void direct_update(ma_heap_t *heap, unsigned cls) {
+    size_t size = ma_sizeclass_size(cls);
+    if (size > MA_SMALL_MAX) return;
+    ma_page_t *page = heap->queue[cls].first ? heap->queue[cls].first : &ma_page_empty;
+    size_t lo = cls == 1 ? 0 : (ma_sizeclass_size(cls - 1) >> 4) + 1;
+    for (size_t i = lo; i <= size >> 4; i++) heap->direct[i] = page;
+}
+
+static void page_release(ma_heap_t *heap, ma_page_t *page) {
+    heap->class_allocs[page->sclass] += page->allocs;
+    ma_segment_span_free(page);
+}
+
+static ma_page_t *page_new(ma_heap_t *heap, unsigned cls) {
+    bool zero;
+    ma_page_t *page = ma_segment_span_alloc(ma_sizeclass_slices(cls), &zero);
+    if (!page) return NULL;
+    ma_page_setup(page, heap, cls);
+    return page;
+}
+
+/* ---- Finding room --------------------------------------------------------- */
+
+/* A page of class cls with a non-empty free list, first in its queue. Pages
+ * found full on the way are parked, so each is looked at once. */
+ma_page_t *ma_heap_find_page(ma_heap_t *heap, unsigned cls) {
+    ma_pageq_t *q = &heap->queue[cls];
+    ma_page_t *page = q->first;
+    while (page) {
+        ma_page_collect(page);
+        if (page->free) break;
+        if (page->capacity < page->reserved) {
+            ma_page_extend(page);
+            break;
+        }
+        if (ma_page_park(page)) {
+            ma_page_t *next = page->next;
+            queue_remove(q, page);
+            page->in_full = 1;
+            queue_push_back(&heap->full, page);
+            page = next;
+        }
+        /* else a remote free just arrived: collect it on the next turn */
+    }
+    if (!page) {
+        page = page_new(heap, cls);
+        if (!page) {
+            direct_update(heap, cls);
+            return NULL;
+        }
+        ma_page_extend(page);
+        queue_push_front(q, page);
+    } else if (page != q->first) {
+        queue_remove(q, page);
+        queue_push_front(q, page);
+    }
+    direct_update(heap, cls);
+    return page;
+}
+
+/* A local free made a parked page usable again, or emptied a page. */
+void ma_heap_page_event(ma_heap_t *heap, ma_page_t *page) {
+    unsigned cls = page->sclass;
+    ma_pageq_t *q = &heap->queue[cls];
+    if (page->in_full) {
+        queue_remove(&heap->full, page);
+        page->in_full = 0;
+        ma_page_unpark(page);
+        queue_push_back(q, page);
+        if (q->first == page) direct_update(heap, cls);
+    }
+    /* Keep the first page even when empty: the next malloc of this class
+     * would otherwise take a new one at once. */
+    if (ma_page_used(page) == 0 && q->first != page) {
+        queue_remove(q, page);
+        page_release(heap, page);
+    }
+}
+
+/* Free the blocks that remote threads pushed on heap->remote_full. */
+void ma_heap_drain_remote(ma_heap_t *heap) {
+    uintptr_t list = atomic_exchange_explicit(&heap->remote_full, 0, memory_order_acquire);
+    while (list) {
+        ma_block_t *b = (ma_block_t *)list;
+        list = (uintptr_t)ma_block_decode(b->next);
+        ma_segment_t *seg = ma_segment_of(b);
+        ma_page_t *page = ma_segment_page_of(seg, b);
+        if (page->heap == heap) ma_free_local(heap, page, b);
+        else ma_free_remote(page, b);
+    }
+}
+
+/* Collect every page; give back the empty ones (with release_all, also the
+ * first page of each queue). */
+void ma_heap_collect(ma_heap_t *heap, bool release_all) {
+    ma_heap_drain_remote(heap);
+    for (unsigned cls = 1; cls < MA_CLASS_COUNT; cls++) {
+        ma_pageq_t *q = &heap->queue[cls];
+        ma_page_t *next;
+        for (ma_page_t *page = q->first; page; page = next) {
+            next = page->next;
+            ma_page_collect(page);
+            if (ma_page_used(page) == 0 && (release_all || page != q->first)) {
+                queue_remove(q, page);
+                page_release(heap, page);
+            }
+        }
+        direct_update(heap, cls);
+    }
+}
+
+/* ---- Thread start and exit -------------------------------------------------- */
+
+static ma_heap_t *heap_new_locked(void) {
+    if ((size_t)(meta_end - meta_next) < HEAP_STRIDE) {
+        meta_next = ma_os_map(META_CHUNK);
+        if (!meta_next) return NULL;
+        meta_end = meta_next + META_CHUNK;
+    }
+    ma_heap_t *heap = (ma_heap_t *)meta_next;
+    meta_next += HEAP_STRIDE;
+    for (unsigned i = 0; i < MA_DIRECT_COUNT; i++) heap->direct[i] = &ma_page_empty;
+    heap->next_all = all_heaps;
+    all_heaps = heap;
+    heap_count++;
+    return heap;
+}
+
+ma_heap_t *ma_heap_thread_init(void) {
+    ma_process_init();
+    ma_lock(&heaps_lock);
+    ma_heap_t *heap = abandoned;
+    if (heap) abandoned = heap->next_abandoned;
+    else heap = heap_new_locked();
+    if (heap) heap->owned = true;
+    ma_unlock(&heaps_lock);
+    if (!heap) return NULL;
+    ma_heap_tls = heap;
+    /* May allocate (glibc's second-level key array): the heap is set up. */
+    pthread_setspecific(ma_thread_key, heap);
+    return heap;
+}
+
+/* pthread key destructor: the thread is exiting. Later frees by this
+ * thread take the remote path; a later malloc adopts a heap again. */
+void ma_heap_thread_done(void *arg) {
+    ma_heap_t *heap = arg;
+    if (heap == NULL || heap == &ma_heap_empty) return;
+    ma_heap_collect(heap, true);
+    if (ma_heap_tls == heap) ma_heap_tls = &ma_heap_empty;
+    ma_lock(&heaps_lock);
+    heap->owned = false;
+    heap->next_abandoned = abandoned;
+    abandoned = heap;
+    ma_unlock(&heaps_lock);
+}
+
+void ma_heap_collect_abandoned(void) {
+    ma_lock(&heaps_lock);
+    for (ma_heap_t *heap = abandoned; heap; heap = heap->next_abandoned) ma_heap_collect(heap, true);
+    ma_unlock(&heaps_lock);
+}
+
+/* ---- fork ------------------------------------------------------------------ */
+
+void ma_heap_fork_prepare(void) {
+    ma_lock(&heaps_lock);
+    ma_segment_lock();
+}
+
+void ma_heap_fork_parent(void) {
+    ma_segment_unlock();
+    ma_unlock(&heaps_lock);
+}
+
+/* Only the forking thread lives on in the child: every other heap is
+ * abandoned, ready for the child's threads to adopt. */
+void ma_heap_fork_child(void) {
+    ma_segment_fork_child();
+    pthread_mutex_init(&heaps_lock, NULL);
+    for (ma_heap_t *heap = all_heaps; heap; heap = heap->next_all) {
+        if (heap->owned && heap != ma_heap_tls) {
+            heap->owned = false;
+            heap->next_abandoned = abandoned;
+            abandoned = heap;
+        }
+    }
+}
+
+/* ---- Statistics -------------------------------------------------------------- */
+
+void ma_heap_sum_class_allocs(uint64_t *out) {
+    ma_lock(&heaps_lock);
+    for (ma_heap_t *heap = all_heaps; heap; heap = heap->next_all)
+        for (unsigned c = 0; c < MA_CLASS_COUNT; c++) out[c] += heap->class_allocs[c];
+    ma_unlock(&heaps_lock);
+}
+
+uint64_t ma_heap_count(void) {
+    ma_lock(&heaps_lock);
+    uint64_t n = heap_count;
+    ma_unlock(&heaps_lock);
+    return n;
+}

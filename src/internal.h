@@ -1,0 +1,308 @@
+/* internal.h - types shared by mapalloc's files, and each file's prototypes.
+ *
+ * The memory model, bottom up (see docs/DESIGN.md for the picture):
+ *  - a segment is a 4 MiB region, 4 MiB aligned, mapped from the OS; its
+ *    first 64 KiB slice holds the segment header (page descriptors), the
+ *    other 63 slices are handed out as spans of 1..32 slices;
+ *  - a page is one such span holding blocks of one size class; its
+ *    descriptor lives in the segment header, never in user memory;
+ *  - a block is what malloc returns; a free block's first word is the link
+ *    of its free list, XOR-encoded with a per-process secret;
+ *  - a large block (> MA_MEDIUM_MAX, or a big alignment) is a mapping of its
+ *    own, also starting on a 4 MiB boundary with a small header;
+ *  - a byte map, one byte per 4 MiB of address space, says which 4 MiB
+ *    boundaries start one of our regions, so free() can tell in constant time
+ *    whether it owns a pointer before reading anything at that address.
+ * Each thread allocates from its own heap (a set of pages per size class);
+ * frees from other threads go to an atomic list on the page.
+ */
+#ifndef MA_INTERNAL_H
+#define MA_INTERNAL_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <pthread.h>
+#include "mapalloc.h"
+
+#ifndef MA_DEBUG
+#define MA_DEBUG 0
+#endif
+#ifndef MA_OVERRIDE
+#define MA_OVERRIDE 0
+#endif
+
+#define MA_HIDDEN __attribute__((visibility("hidden")))
+#define MA_LIKELY(x) __builtin_expect(!!(x), 1)
+#define MA_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define MA_NOINLINE __attribute__((noinline))
+#define MA_COLD __attribute__((cold, noinline))
+
+#define MA_ASSERT(c)                                                    \
+    do {                                                                \
+        if (MA_DEBUG && !(c)) ma_diag_assert_fail(#c, __FILE__, __LINE__); \
+    } while (0)
+
+/* ---- Geometry --------------------------------------------------------- */
+#define MA_ALIGN_MIN 16u                      /* every block of >= 16 bytes */
+#define MA_OS_PAGE 4096u
+#define MA_SLICE_SHIFT 16
+#define MA_SLICE_SIZE ((size_t)1 << MA_SLICE_SHIFT)      /* 64 KiB */
+#define MA_SEGMENT_SHIFT 22
+#define MA_SEGMENT_SIZE ((size_t)1 << MA_SEGMENT_SHIFT)  /* 4 MiB */
+#define MA_SEGMENT_MASK (MA_SEGMENT_SIZE - 1)
+#define MA_SEGMENT_SLICES (MA_SEGMENT_SIZE / MA_SLICE_SIZE) /* 64 */
+#define MA_SLICES_USABLE (~(uint64_t)1)       /* slice 0 holds the header */
+#define MA_SPAN_MAX_SLICES 32u
+
+#define MA_SMALL_MAX 1024u                    /* sizes served through heap->direct */
+#define MA_DIRECT_COUNT (MA_SMALL_MAX / 16 + 1)
+#define MA_MEDIUM_MAX ((size_t)256 << 10)     /* larger blocks are mapped alone */
+#define MA_CLASS_COUNT 97                     /* classes 1..96; 0 is unused */
+#define MA_CLASS_LINEAR 16                    /* classes 1..16: 16..256 by 16 */
+
+#define MA_ADDR_BITS 47                       /* x86_64 user space */
+#define MA_SEGMAP_ENTRIES ((size_t)1 << (MA_ADDR_BITS - MA_SEGMENT_SHIFT))
+#define MA_RECIP_SHIFT 40                     /* see ma_page_block_index */
+#define MA_LARGE_HEADER 64u                   /* bytes before a large block */
+
+/* ---- Blocks and pages ------------------------------------------------- */
+typedef struct ma_block_s {
+    uintptr_t next;  /* encoded link (ma_block_encode) while the block is free */
+} ma_block_t;
+
+typedef struct ma_heap_s ma_heap_t;
+
+/* Low bit of page->thread_free: the owner parked the page in heap->full and
+ * wants the next remote free to go through heap->remote_full instead, so
+ * that it learns the page has room again. Set only while the list is empty. */
+#define MA_TF_NOTIFY ((uintptr_t)1)
+
+typedef struct ma_page_s {
+    /* Written by the owning thread only (the heap's thread). */
+    ma_block_t *free;        /* blocks ready to hand out */
+    uint64_t allocs;         /* blocks handed out since the page was set up */
+    uint64_t frees;          /* blocks given back (local + collected remote) */
+    ma_block_t *local_free;  /* freed by the owner; moved to free when it runs out */
+    uint8_t *start;          /* first block (the span's first byte) */
+    uint32_t block_size;     /* 0 while the span is free */
+    uint32_t capacity;       /* blocks carved so far */
+    uint32_t reserved;       /* blocks that fit in the span */
+    uint8_t sclass;          /* size class */
+    uint8_t in_full;         /* sits in heap->full rather than heap->queue */
+    uint8_t slice_count;     /* slices in the span (first slice only) */
+    uint8_t slice_offset;    /* trailing slices: distance to the first slice */
+    uint64_t recip;          /* ceil(2^MA_RECIP_SHIFT / block_size) */
+    ma_heap_t *heap;         /* owner; fixed while any block of the page is live */
+    struct ma_page_s *next, *prev;  /* in the owner's queue or full list */
+    /* Written by any thread. */
+    _Atomic uintptr_t thread_free;  /* remote frees: encoded list | MA_TF_NOTIFY */
+} ma_page_t;
+
+/* ---- Segments and large mappings ---------------------------------------- */
+enum { MA_KIND_SEGMENT = 0x5e6a11ceu, MA_KIND_LARGE = 0x1a76eb10u };
+enum { MA_LARGE_LIVE = 1, MA_LARGE_CACHED = 2 };
+
+typedef struct ma_segment_s {
+    uint32_t kind;            /* MA_KIND_SEGMENT */
+    uint32_t was_empty;       /* segment lock: entirely free at the last purge tick */
+    uint64_t free_mask;       /* segment lock: slices not in a span */
+    uint64_t dirty_mask;      /* segment lock: free slices that may be resident */
+    uint64_t dirty_old;       /* segment lock: dirty since before the last tick */
+    struct ma_segment_s *next, *prev;  /* segment lock: list of all segments */
+    uint64_t pad[2];
+    ma_page_t pages[MA_SEGMENT_SLICES]; /* one descriptor per slice */
+} ma_segment_t;
+
+typedef struct ma_large_s {
+    uint32_t kind;            /* MA_KIND_LARGE */
+    _Atomic uint32_t state;   /* MA_LARGE_LIVE or MA_LARGE_CACHED */
+    size_t map_size;          /* bytes mapped from the header on */
+    size_t offset;            /* user pointer = header + offset */
+    uint64_t cached_at;       /* ms, while cached */
+    struct ma_large_s *next;  /* segment lock: cache list */
+} ma_large_t;
+
+/* ---- Heaps -------------------------------------------------------------- */
+typedef struct ma_pageq_s {
+    ma_page_t *first, *last;
+} ma_pageq_t;
+
+struct ma_heap_s {
+    /* Owner thread only. */
+    ma_page_t *direct[MA_DIRECT_COUNT];  /* page for sizes (i-1)*16+1..i*16 */
+    ma_pageq_t queue[MA_CLASS_COUNT];    /* pages that may have room, per class */
+    ma_pageq_t full;                     /* pages with no room (notify set) */
+    uint64_t class_allocs[MA_CLASS_COUNT]; /* allocs of pages given back */
+    /* Any thread. */
+    _Atomic uintptr_t remote_full;       /* blocks freed into parked pages */
+    /* Under the heaps lock. */
+    bool owned;                          /* a live thread uses this heap */
+    ma_heap_t *next_abandoned;
+    ma_heap_t *next_all;
+};
+
+/* ---- Globals ------------------------------------------------------------ */
+extern uintptr_t ma_key MA_HIDDEN;                 /* free-list secret */
+extern _Atomic uint8_t ma_segmap[] MA_HIDDEN;      /* see ma_segment_of */
+extern ma_page_t ma_page_empty MA_HIDDEN;          /* a page with no blocks */
+extern ma_heap_t ma_heap_empty MA_HIDDEN;          /* heap of a new thread */
+extern __thread ma_heap_t *ma_heap_tls MA_HIDDEN;  /* this thread's heap */
+
+static inline uintptr_t ma_block_encode(const void *p) { return (uintptr_t)p ^ ma_key; }
+static inline ma_block_t *ma_block_decode(uintptr_t v) { return (ma_block_t *)(v ^ ma_key); }
+
+/* ---- os_linux.c: the only file that talks to the kernel ------------------ */
+typedef struct ma_os_stats_s {
+    _Atomic uint64_t mapped, mapped_peak, committed, released;
+    _Atomic uint64_t mmap_calls, munmap_calls, madvise_calls, mremap_calls;
+} ma_os_stats_t;
+extern ma_os_stats_t ma_os_stats MA_HIDDEN;
+MA_HIDDEN void *ma_os_map(size_t size);                  /* NULL on failure */
+MA_HIDDEN void *ma_os_map_aligned(size_t size, size_t align);
+MA_HIDDEN void ma_os_unmap(void *p, size_t size);
+MA_HIDDEN void ma_os_purge(void *p, size_t size);        /* contents may be dropped */
+MA_HIDDEN void *ma_os_remap_aligned(void *p, size_t old_size, size_t new_size, size_t align);
+MA_HIDDEN bool ma_os_shrink(void *p, size_t old_size, size_t new_size);
+MA_HIDDEN uint64_t ma_os_now_ms(void);
+MA_HIDDEN uintptr_t ma_os_random(void);
+MA_HIDDEN const char *ma_os_getenv(const char *name);
+MA_HIDDEN void ma_os_write_err(const char *s, size_t n);
+MA_HIDDEN void ma_os_purge_mode(bool use_free);
+
+/* ---- diag.c: messages and fatal errors, without allocating -------------- */
+typedef struct ma_buf_s {
+    char data[512];
+    size_t len;
+} ma_buf_t;
+MA_HIDDEN void ma_buf_str(ma_buf_t *b, const char *s);
+MA_HIDDEN void ma_buf_u64(ma_buf_t *b, uint64_t v);
+MA_HIDDEN void ma_buf_hex(ma_buf_t *b, uintptr_t v);
+MA_HIDDEN void ma_buf_flush(ma_buf_t *b);
+MA_HIDDEN _Noreturn void ma_diag_fatal_ptr(const char *what, const void *p, int sclass);
+MA_HIDDEN _Noreturn void ma_diag_fatal(const char *msg);
+MA_HIDDEN _Noreturn void ma_diag_assert_fail(const char *cond, const char *file, int line);
+MA_HIDDEN void ma_diag_warn(const char *msg, const char *detail);
+
+/* ---- options.c ---------------------------------------------------------- */
+typedef enum {
+    MA_OPT_SHOW_STATS,       /* print statistics at exit */
+    MA_OPT_PURGE_DELAY_MS,   /* empty pages are purged after this long; <0 never */
+    MA_OPT_PURGE_FREE,       /* MADV_FREE instead of MADV_DONTNEED */
+    MA_OPT_DIRTY_MAX_MB,     /* purge at once when more than this is dirty */
+    MA_OPT_LARGE_CACHE_MB,   /* freed large mappings kept for reuse, at most */
+    MA_OPT_VERBOSE,          /* warnings and notes on stderr */
+    MA_OPT_COUNT
+} ma_option_t;
+MA_HIDDEN void ma_options_init(void);
+MA_HIDDEN long ma_option(ma_option_t o);
+
+/* ---- sizeclass.c -------------------------------------------------------- */
+MA_HIDDEN void ma_sizeclass_init(void);
+MA_HIDDEN size_t ma_sizeclass_size(unsigned cls);
+MA_HIDDEN unsigned ma_sizeclass_slices(unsigned cls);
+static inline unsigned ma_sizeclass_of(size_t n) {
+    if (n <= MA_CLASS_LINEAR * 16) return n <= 16 ? 1 : (unsigned)((n + 15) >> 4);
+    size_t m = n - 1;
+    unsigned b = 63u - (unsigned)__builtin_clzl(m);   /* b >= 8 */
+    unsigned idx = (unsigned)(m >> (b - 3));           /* 8..15 */
+    return MA_CLASS_LINEAR + (b - 8) * 8 + (idx - 8) + 1;
+}
+
+/* ---- segment.c: segments, spans, the byte map, purging ------------------ */
+MA_HIDDEN ma_page_t *ma_segment_span_alloc(unsigned slices, bool *zero);
+MA_HIDDEN void ma_segment_span_free(ma_page_t *page);
+MA_HIDDEN void ma_segment_map_set(uintptr_t base, uint8_t v);
+MA_HIDDEN void ma_segment_tick(bool force);
+MA_HIDDEN size_t ma_segment_trim(void);
+MA_HIDDEN void ma_segment_lock(void);
+MA_HIDDEN void ma_segment_unlock(void);
+MA_HIDDEN void ma_segment_fork_child(void);
+typedef void ma_page_visit_fn(const ma_page_t *page, void *arg);
+MA_HIDDEN void ma_segment_visit_pages(ma_page_visit_fn *fn, void *arg);
+MA_HIDDEN void ma_segment_account_locked(int64_t delta);
+MA_HIDDEN uint64_t ma_segment_inuse(uint64_t *peak);
+
+/* The region holding p: a segment or a large header, or NULL if p is not
+ * ours. A byte-map entry is 0 (not ours), 1 (a region starts at this 4 MiB
+ * boundary) or k+1 (the region starts k boundaries lower: only for blocks
+ * aligned to more than 4 MiB). */
+static inline void *ma_segment_of(const void *p) {
+    uintptr_t a = (uintptr_t)p;
+    if (MA_UNLIKELY(a >> MA_ADDR_BITS)) return NULL;  /* also keeps the index in range */
+    uint8_t v = atomic_load_explicit(&ma_segmap[a >> MA_SEGMENT_SHIFT], memory_order_relaxed);
+    if (MA_UNLIKELY(v == 0)) return NULL;
+    return (void *)((a & ~MA_SEGMENT_MASK) - ((uintptr_t)(v - 1) << MA_SEGMENT_SHIFT));
+}
+
+static inline ma_page_t *ma_segment_page_of(ma_segment_t *seg, const void *p) {
+    size_t idx = ((uintptr_t)p - (uintptr_t)seg) >> MA_SLICE_SHIFT;
+    ma_page_t *slice = &seg->pages[idx];
+    return slice - slice->slice_offset;
+}
+
+/* ---- page.c: blocks of one class in one span ---------------------------- */
+MA_HIDDEN void ma_page_setup(ma_page_t *page, ma_heap_t *heap, unsigned cls);
+MA_HIDDEN void ma_page_extend(ma_page_t *page);
+MA_HIDDEN void ma_page_collect(ma_page_t *page);
+MA_HIDDEN bool ma_page_park(ma_page_t *page);
+MA_HIDDEN void ma_page_unpark(ma_page_t *page);
+MA_HIDDEN bool ma_page_list_contains(const ma_page_t *page, ma_block_t *list, const ma_block_t *b);
+
+static inline uint64_t ma_page_used(const ma_page_t *page) { return page->allocs - page->frees; }
+
+/* Index of the block at p, or UINT32_MAX if p is not the start of a carved
+ * block. recip = ceil(2^40 / size) divides exactly for offsets below 4 MiB
+ * and sizes up to 256 KiB (the rounding error stays below 1/size). */
+static inline uint32_t ma_page_block_index(const ma_page_t *page, const void *p) {
+    uint64_t off = (uintptr_t)p - (uintptr_t)page->start;
+    uint64_t q = (off * page->recip) >> MA_RECIP_SHIFT;
+    if (MA_UNLIKELY(q * page->block_size != off || q >= page->capacity)) return UINT32_MAX;
+    return (uint32_t)q;
+}
+
+/* ---- heap.c: thread heaps ----------------------------------------------- */
+MA_HIDDEN ma_heap_t *ma_heap_thread_init(void);
+MA_HIDDEN void ma_heap_thread_done(void *heap);
+MA_HIDDEN ma_page_t *ma_heap_find_page(ma_heap_t *heap, unsigned cls);
+MA_HIDDEN void ma_heap_page_event(ma_heap_t *heap, ma_page_t *page);
+MA_HIDDEN void ma_heap_drain_remote(ma_heap_t *heap);
+MA_HIDDEN void ma_heap_collect(ma_heap_t *heap, bool release_all);
+MA_HIDDEN void ma_heap_collect_abandoned(void);
+MA_HIDDEN void ma_heap_fork_prepare(void);
+MA_HIDDEN void ma_heap_fork_parent(void);
+MA_HIDDEN void ma_heap_fork_child(void);
+MA_HIDDEN void ma_heap_sum_class_allocs(uint64_t *out);
+MA_HIDDEN uint64_t ma_heap_count(void);
+
+/* ---- large.c: blocks mapped on their own -------------------------------- */
+MA_HIDDEN void *ma_large_alloc(size_t size, size_t align, bool zero);
+MA_HIDDEN void ma_large_free(ma_large_t *large, const void *p);
+MA_HIDDEN void *ma_large_realloc(ma_large_t *large, void *p, size_t size);
+MA_HIDDEN size_t ma_large_usable(const ma_large_t *large);
+MA_HIDDEN bool ma_large_owns(const ma_large_t *large, const void *p);
+MA_HIDDEN size_t ma_large_cache_expire_locked(uint64_t now, bool all);
+typedef struct ma_large_stats_s {
+    uint64_t count, bytes, allocs, alloc_bytes, cached_bytes;
+} ma_large_stats_t;
+MA_HIDDEN void ma_large_stats(ma_large_stats_t *out);
+
+/* ---- alloc.c / free.c: the entry points' bodies ------------------------- */
+MA_HIDDEN void *ma_alloc_slow(ma_heap_t *heap, size_t size);
+MA_HIDDEN void *ma_alloc_aligned(size_t size, size_t align);
+MA_HIDDEN void ma_free_local(ma_heap_t *heap, ma_page_t *page, ma_block_t *b);
+MA_HIDDEN void ma_free_remote(ma_page_t *page, ma_block_t *b);
+MA_HIDDEN void ma_free_slow(void *seg, void *p);
+MA_HIDDEN size_t ma_usable_of(const void *p, const char *what);
+
+/* ---- init.c: process, thread and fork hooks ----------------------------- */
+MA_HIDDEN void ma_process_init(void);
+MA_HIDDEN void ma_lock(pthread_mutex_t *m);
+MA_HIDDEN void ma_unlock(pthread_mutex_t *m);
+extern pthread_key_t ma_thread_key MA_HIDDEN;
+
+/* ---- stats.c ------------------------------------------------------------ */
+MA_HIDDEN void ma_stats_at_exit(void);
+
+#endif /* MA_INTERNAL_H */

@@ -1,0 +1,221 @@
+/* large.c - blocks over MA_MEDIUM_MAX (256 KiB), or aligned to more than a
+ * slice, each in a mapping of its own.
+ *
+ * A mapping starts on a 4 MiB boundary with a small header (ma_large_t), so
+ * free() finds it through the byte map like a segment. Freed mappings are
+ * kept in a small cache for MAPALLOC_PURGE_DELAY_MS (at most
+ * MAPALLOC_LARGE_CACHE_MB in all): programs that free and re-allocate big
+ * buffers reuse pages that are already resident instead of faulting fresh
+ * ones. A cached mapping is resized to the new request with munmap of its
+ * tail or mremap, and growing a live block moves pages with mremap instead
+ * of copying bytes. The cache shares the segment lock.
+ */
+#include <errno.h>
+#include <string.h>
+#include "internal.h"
+
+static ma_large_t *cache;          /* most recently freed first */
+static uint64_t cache_bytes;
+static ma_large_stats_t stats;     /* segment lock */
+
+#define SHRINK_SLACK ((size_t)64 << 10)  /* smaller excess stays mapped */
+
+static size_t round_page(size_t n) { return (n + MA_OS_PAGE - 1) & ~(size_t)(MA_OS_PAGE - 1); }
+
+static void cache_remove(ma_large_t **link) {
+    ma_large_t *large = *link;
+    *link = large->next;
+    cache_bytes -= large->map_size;
+}
+
+static void unmap_large(ma_large_t *large) {
+    ma_segment_map_set((uintptr_t)large, 0);
+    ma_os_unmap(large, large->map_size);
+}
+
+/* Unmap cached mappings older than the purge delay (all of them with all),
+ * and the oldest while the cache is over its size. Segment lock held. */
+size_t ma_large_cache_expire_locked(uint64_t now, bool all) {
+    long delay = ma_option(MA_OPT_PURGE_DELAY_MS);
+    uint64_t cap = (uint64_t)ma_option(MA_OPT_LARGE_CACHE_MB) << 20;
+    size_t released = 0;
+    uint64_t kept = 0;
+    for (ma_large_t **link = &cache; *link;) {
+        ma_large_t *large = *link;
+        bool expired = all || (delay >= 0 && now - large->cached_at >= (uint64_t)delay);
+        if (expired || kept + large->map_size > cap) {
+            cache_remove(link);
+            released += large->map_size;
+            unmap_large(large);
+        } else {
+            kept += large->map_size;
+            link = &large->next;
+        }
+    }
+    return released;
+}
+
+/* The smallest cached mapping that holds `need` bytes, else the largest
+ * one (to be grown). Segment lock held. */
+static ma_large_t *cache_take_locked(size_t need) {
+    ma_large_t **best = NULL, **biggest = NULL;
+    for (ma_large_t **link = &cache; *link; link = &(*link)->next) {
+        size_t size = (*link)->map_size;
+        if (size >= need && (!best || size < (*best)->map_size)) best = link;
+        if (!biggest || size > (*biggest)->map_size) biggest = link;
+    }
+    ma_large_t **link = best ? best : biggest;
+    if (!link) return NULL;
+    ma_large_t *large = *link;
+    cache_remove(link);
+    return large;
+}
+
+/* Fit a cached mapping to `need` bytes; NULL (and it is gone) on failure. */
+static ma_large_t *refit(ma_large_t *large, size_t need) {
+    if (large->map_size >= need) {
+        if (large->map_size - need >= SHRINK_SLACK && ma_os_shrink(large, large->map_size, need))
+            large->map_size = need;
+        return large;
+    }
+    size_t old_size = large->map_size;
+    ma_large_t *moved = ma_os_remap_aligned(large, old_size, need, MA_SEGMENT_SIZE);
+    if (!moved) {
+        ma_segment_map_set((uintptr_t)large, 0);
+        ma_os_unmap(large, old_size);
+        return NULL;
+    }
+    if (moved != large) {
+        ma_segment_map_set((uintptr_t)large, 0);
+        ma_segment_map_set((uintptr_t)moved, 1);
+    }
+    moved->map_size = need;
+    return moved;
+}
+
+void *ma_large_alloc(size_t size, size_t align, bool zero) {
+    ma_process_init();
+    if (size > (size_t)PTRDIFF_MAX - 2 * MA_SEGMENT_SIZE || align > (size_t)1 << 40) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    size_t offset = align <= MA_LARGE_HEADER ? MA_LARGE_HEADER : align;
+    size_t map_align = align > MA_SEGMENT_SIZE ? align : MA_SEGMENT_SIZE;
+    if (size > (size_t)PTRDIFF_MAX - offset - map_align) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    size_t need = round_page(offset + size);
+    ma_large_t *large = NULL;
+    bool fresh = false;
+    if (map_align == MA_SEGMENT_SIZE) {
+        ma_segment_lock();
+        large = cache_take_locked(need);
+        ma_segment_unlock();
+        if (large) large = refit(large, need);
+    }
+    if (!large) {
+        large = ma_os_map_aligned(need, map_align);
+        if (!large) {
+            errno = ENOMEM;
+            return NULL;
+        }
+        fresh = true;
+        large->kind = MA_KIND_LARGE;
+        large->map_size = need;
+        ma_segment_map_set((uintptr_t)large, 1);
+    }
+    large->offset = offset;
+    large->next = NULL;
+    uint8_t *p = (uint8_t *)large + offset;
+    if (offset >= MA_SEGMENT_SIZE) ma_segment_map_set((uintptr_t)p, (uint8_t)((offset >> MA_SEGMENT_SHIFT) + 1));
+    atomic_store_explicit(&large->state, MA_LARGE_LIVE, memory_order_release);
+    if (zero && !fresh) memset(p, 0, size);
+    ma_segment_lock();
+    stats.count++;
+    stats.bytes += large->map_size;
+    stats.allocs++;
+    stats.alloc_bytes += large->map_size - offset;
+    ma_segment_account_locked((int64_t)large->map_size);
+    ma_segment_unlock();
+    return p;
+}
+
+bool ma_large_owns(const ma_large_t *large, const void *p) {
+    return (const uint8_t *)large + large->offset == (const uint8_t *)p;
+}
+
+size_t ma_large_usable(const ma_large_t *large) { return large->map_size - large->offset; }
+
+void ma_large_free(ma_large_t *large, const void *p) {
+    if (!ma_large_owns(large, p)) ma_diag_fatal_ptr("invalid free", p, 0);
+    uint32_t expected = MA_LARGE_LIVE;
+    if (!atomic_compare_exchange_strong_explicit(&large->state, &expected, MA_LARGE_CACHED,
+                                                 memory_order_acq_rel, memory_order_relaxed))
+        ma_diag_fatal_ptr("double free", p, -1);
+    uint64_t cap = (uint64_t)ma_option(MA_OPT_LARGE_CACHE_MB) << 20;
+    bool keep = large->offset < MA_SEGMENT_SIZE && large->map_size <= cap;
+    ma_segment_lock();
+    stats.count--;
+    stats.bytes -= large->map_size;
+    ma_segment_account_locked(-(int64_t)large->map_size);
+    uint64_t now = ma_os_now_ms();
+    if (keep) {
+        large->cached_at = now;
+        large->next = cache;
+        cache = large;
+        cache_bytes += large->map_size;
+        stats.cached_bytes = cache_bytes;
+    } else {
+        if (large->offset >= MA_SEGMENT_SIZE) ma_segment_map_set((uintptr_t)p, 0);
+        unmap_large(large);
+    }
+    ma_large_cache_expire_locked(now, false);
+    ma_segment_unlock();
+}
+
+/* Resize in place where possible: shrink by unmapping the tail, grow with
+ * mremap (pages move, nothing is copied). NULL with errno = ENOMEM, and the
+ * block intact, when it cannot be done here; the caller then copies. */
+void *ma_large_realloc(ma_large_t *large, void *p, size_t size) {
+    size_t usable = ma_large_usable(large);
+    if (size <= usable) {
+        size_t need = round_page(large->offset + size);
+        if (usable - size >= SHRINK_SLACK && size > MA_MEDIUM_MAX) {
+            size_t old = large->map_size;
+            if (ma_os_shrink(large, old, need)) {
+                large->map_size = need;
+                ma_segment_lock();
+                stats.bytes -= old - need;
+                ma_segment_account_locked(-(int64_t)(old - need));
+                ma_segment_unlock();
+            }
+        }
+        return p;
+    }
+    if (large->offset >= MA_SEGMENT_SIZE || size > (size_t)PTRDIFF_MAX - 2 * MA_SEGMENT_SIZE) return NULL;
+    /* Leave room to grow again: string builders call realloc in steps. */
+    size_t need = round_page(large->offset + size);
+    size_t ahead = round_page(large->map_size + large->map_size / 4);
+    if (need < ahead) need = ahead;
+    size_t old = large->map_size;
+    ma_large_t *moved = ma_os_remap_aligned(large, old, need, MA_SEGMENT_SIZE);
+    if (!moved) return NULL;
+    if (moved != large) {
+        ma_segment_map_set((uintptr_t)large, 0);
+        ma_segment_map_set((uintptr_t)moved, 1);
+    }
+    moved->map_size = need;
+    ma_segment_lock();
+    stats.bytes += need - old;
+    ma_segment_account_locked((int64_t)(need - old));
+    ma_segment_unlock();
+    return (uint8_t *)moved + moved->offset;
+}
+
+void ma_large_stats(ma_large_stats_t *out) {
+    ma_segment_lock();
+    *out = stats;
+    out->cached_bytes = cache_bytes;
+    ma_segment_unlock();
+}

@@ -1,0 +1,151 @@
+/* os_linux.c - the OS contract on Linux: the only file that calls mmap,
+ * munmap, madvise, mremap, getenv and getrandom.
+ *
+ * ENOMEM from the kernel is an ordinary failure (NULL back to the caller);
+ * any other error on unmap or purge means our bookkeeping is wrong, which is
+ * fatal. Every figure the statistics show about OS memory is counted here.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+#include "internal.h"
+
+ma_os_stats_t ma_os_stats;
+static int purge_advice = MADV_DONTNEED;
+
+static void count(_Atomic uint64_t *c, uint64_t n) {
+    atomic_fetch_add_explicit(c, n, memory_order_relaxed);
+}
+
+static void mapped_add(size_t size) {
+    uint64_t now = atomic_fetch_add_explicit(&ma_os_stats.mapped, size, memory_order_relaxed) + size;
+    uint64_t peak = atomic_load_explicit(&ma_os_stats.mapped_peak, memory_order_relaxed);
+    while (now > peak &&
+           !atomic_compare_exchange_weak_explicit(&ma_os_stats.mapped_peak, &peak, now,
+                                                  memory_order_relaxed, memory_order_relaxed)) {
+    }
+    count(&ma_os_stats.committed, size);
+}
+
+static void *raw_map(size_t size, int prot, int extra) {
+    count(&ma_os_stats.mmap_calls, 1);
+    void *p = mmap(NULL, size, prot, MAP_PRIVATE | MAP_ANONYMOUS | extra, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+static void raw_unmap(void *p, size_t size) {
+    count(&ma_os_stats.munmap_calls, 1);
+    if (munmap(p, size) != 0) ma_diag_fatal("munmap failed (corrupted allocator state?)");
+}
+
+void *ma_os_map(size_t size) {
+    void *p = raw_map(size, PROT_READ | PROT_WRITE, 0);
+    if (p) mapped_add(size);
+    return p;
+}
+
+/* Over-map by the alignment and cut off the ends: one mmap, at most two
+ * munmaps. The kernel hands out addresses top-down, so trying the exact size
+ * first rarely lands aligned; we do not bother. */
+static void *map_aligned(size_t size, size_t align, int prot) {
+    if (size + align < size) return NULL;
+    uint8_t *raw = raw_map(size + align, prot, 0);
+    if (!raw) return NULL;
+    uintptr_t start = ((uintptr_t)raw + align - 1) & ~(uintptr_t)(align - 1);
+    size_t head = start - (uintptr_t)raw;
+    size_t tail = align - head;
+    if (head) raw_unmap(raw, head);
+    if (tail) raw_unmap((uint8_t *)start + size, tail);
+    return (void *)start;
+}
+
+void *ma_os_map_aligned(size_t size, size_t align) {
+    void *p = map_aligned(size, align, PROT_READ | PROT_WRITE);
+    if (p) mapped_add(size);
+    return p;
+}
+
+void ma_os_unmap(void *p, size_t size) {
+    raw_unmap(p, size);
+    atomic_fetch_sub_explicit(&ma_os_stats.mapped, size, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&ma_os_stats.committed, size, memory_order_relaxed);
+    count(&ma_os_stats.released, size);
+}
+
+/* The caller tracks which ranges are purged; committed counts resident-able
+ * bytes, so the segment layer adds them back when it reuses a purged span. */
+void ma_os_purge(void *p, size_t size) {
+    count(&ma_os_stats.madvise_calls, 1);
+    int saved = errno;
+    if (madvise(p, size, purge_advice) != 0) {
+        if (purge_advice == MADV_FREE && errno == EINVAL) {
+            purge_advice = MADV_DONTNEED;  /* kernel before 4.5 */
+            (void)madvise(p, size, purge_advice);
+        }
+    }
+    errno = saved;
+    atomic_fetch_sub_explicit(&ma_os_stats.committed, size, memory_order_relaxed);
+    count(&ma_os_stats.released, size);
+}
+
+void ma_os_purge_mode(bool use_free) { purge_advice = use_free ? MADV_FREE : MADV_DONTNEED; }
+
+/* Grow a mapping, keeping its alignment: in place when the address space
+ * after it is free, else the pages move (no copy) into an aligned window
+ * reserved beforehand. Returns NULL, with the old mapping intact, on failure. */
+void *ma_os_remap_aligned(void *p, size_t old_size, size_t new_size, size_t align) {
+    count(&ma_os_stats.mremap_calls, 1);
+    void *q = mremap(p, old_size, new_size, 0);
+    if (q == MAP_FAILED) {
+        void *window = map_aligned(new_size, align, PROT_NONE);
+        if (!window) return NULL;
+        count(&ma_os_stats.mremap_calls, 1);
+        q = mremap(p, old_size, new_size, MREMAP_MAYMOVE | MREMAP_FIXED, window);
+        if (q == MAP_FAILED) {
+            raw_unmap(window, new_size);
+            return NULL;
+        }
+    }
+    mapped_add(new_size - old_size);
+    return q;
+}
+
+bool ma_os_shrink(void *p, size_t old_size, size_t new_size) {
+    if (new_size >= old_size) return false;
+    ma_os_unmap((uint8_t *)p + new_size, old_size - new_size);
+    return true;
+}
+
+uint64_t ma_os_now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+uintptr_t ma_os_random(void) {
+    uintptr_t v = 0;
+    if (getrandom(&v, sizeof v, GRND_NONBLOCK) != (ssize_t)sizeof v) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        v = (uintptr_t)ts.tv_nsec * 0x9E3779B97F4A7C15ull ^ (uintptr_t)&v ^ (uintptr_t)getpid();
+    }
+    return v;
+}
+
+const char *ma_os_getenv(const char *name) { return getenv(name); }
+
+void ma_os_write_err(const char *s, size_t n) {
+    while (n > 0) {
+        ssize_t w = write(STDERR_FILENO, s, n);
+        if (w <= 0) {
+            if (w < 0 && errno == EINTR) continue;
+            return;
+        }
+        s += w;
+        n -= (size_t)w;
+    }
+}

@@ -1,0 +1,117 @@
+/* page.c - a page: one span of slices holding blocks of one size class.
+ *
+ * Free blocks sit on three lists: `free` (handed out by malloc),
+ * `local_free` (freed by the owner) and `thread_free` (freed by other
+ * threads, pushed atomically). Keeping them apart lets the owner's fast
+ * paths run without atomics; when `free` runs dry the owner collects the
+ * other two. Blocks are carved lazily, a few KiB at a time, so a page costs
+ * RSS only for what was used.
+ * Invariants: allocs - frees = blocks handed out and not yet collected back;
+ * a page in heap->full has thread_free == MA_TF_NOTIFY or a list that
+ * remote threads pushed after clearing the flag.
+ */
+#include "internal.h"
+
+#define EXTEND_BYTES 4096u   /* carve about this much at a time */
+#define EXTEND_MIN_BLOCKS 4u
+
+void ma_page_setup(ma_page_t *page, ma_heap_t *heap, unsigned cls) {
+    size_t size = ma_sizeclass_size(cls);
+    page->free = NULL;
+    page->local_free = NULL;
+    page->allocs = 0;
+    page->frees = 0;
+    page->block_size = (uint32_t)size;
+    page->capacity = 0;
+    page->reserved = (uint32_t)(((size_t)page->slice_count << MA_SLICE_SHIFT) / size);
+    page->sclass = (uint8_t)cls;
+    page->in_full = 0;
+    page->recip = (((uint64_t)1 << MA_RECIP_SHIFT) + size - 1) / size;
+    page->heap = heap;
+    page->next = page->prev = NULL;
+    atomic_store_explicit(&page->thread_free, 0, memory_order_relaxed);
+}
+
+/* Carve the next few blocks into a free list in address order. */
+void ma_page_extend(ma_page_t *page) {
+    size_t size = page->block_size;
+    uint32_t n = (uint32_t)(EXTEND_BYTES / size);
+    if (n < EXTEND_MIN_BLOCKS) n = EXTEND_MIN_BLOCKS;
+    if (n > page->reserved - page->capacity) n = page->reserved - page->capacity;
+    MA_ASSERT(n > 0 && page->free == NULL);
+    uint8_t *first = page->start + (size_t)page->capacity * size;
+    uint8_t *p = first;
+    for (uint32_t i = 1; i < n; i++, p += size) ((ma_block_t *)p)->next = ma_block_encode(p + size);
+    ((ma_block_t *)p)->next = ma_block_encode(NULL);
+    page->free = (ma_block_t *)first;
+    page->capacity += n;
+}
+
+static bool block_in_page(const ma_page_t *page, const ma_block_t *b) {
+    return (uintptr_t)b - (uintptr_t)page->start < (size_t)page->capacity * page->block_size;
+}
+
+/* Last block of a list, checking every link on the way: a link that leaves
+ * the page means a write after free or an overflow clobbered it. */
+static ma_block_t *list_tail(const ma_page_t *page, ma_block_t *b, uint64_t *count) {
+    uint64_t n = 1;
+    for (;;) {
+        ma_block_t *next = ma_block_decode(b->next);
+        if (!next) break;
+        if (MA_UNLIKELY(!block_in_page(page, next) || n > page->capacity))
+            ma_diag_fatal_ptr("corrupted free list at", b, page->sclass);
+        b = next;
+        n++;
+    }
+    *count = n;
+    return b;
+}
+
+static void prepend(ma_page_t *page, ma_block_t *head, ma_block_t *tail) {
+    tail->next = ma_block_encode(page->free);
+    page->free = head;
+}
+
+/* Move local and remote frees onto the free list. Owner only. */
+void ma_page_collect(ma_page_t *page) {
+    uintptr_t tf = atomic_load_explicit(&page->thread_free, memory_order_relaxed);
+    if (tf & ~MA_TF_NOTIFY) {
+        tf = atomic_exchange_explicit(&page->thread_free, 0, memory_order_acquire);
+        ma_block_t *head = (ma_block_t *)tf;
+        uint64_t n;
+        ma_block_t *tail = list_tail(page, head, &n);
+        page->frees += n;
+        prepend(page, head, tail);
+    }
+    if (page->local_free) {
+        ma_block_t *head = page->local_free;
+        page->local_free = NULL;
+        if (!page->free) {
+            page->free = head;
+        } else {
+            uint64_t n;
+            prepend(page, head, list_tail(page, head, &n));
+        }
+    }
+}
+
+/* Ask remote threads to report their next free into this full page; fails
+ * when one has already pushed a block (then the caller collects it). */
+bool ma_page_park(ma_page_t *page) {
+    uintptr_t expected = 0;
+    return atomic_compare_exchange_strong_explicit(&page->thread_free, &expected, MA_TF_NOTIFY,
+                                                   memory_order_acq_rel, memory_order_relaxed);
+}
+
+void ma_page_unpark(ma_page_t *page) {
+    atomic_fetch_and_explicit(&page->thread_free, ~MA_TF_NOTIFY, memory_order_acq_rel);
+}
+
+bool ma_page_list_contains(const ma_page_t *page, ma_block_t *list, const ma_block_t *b) {
+    for (uint32_t n = 0; list && n <= page->capacity; n++) {
+        if (list == b) return true;
+        if (!block_in_page(page, list)) return false;
+        list = ma_block_decode(list->next);
+    }
+    return false;
+}

@@ -1,0 +1,228 @@
+/* segment.c - 4 MiB segments cut into spans of 64 KiB slices, the byte map
+ * that tells our regions from other memory, and purging.
+ *
+ * One lock (the segment lock) guards every segment's masks and the list of
+ * segments; it is taken only when a heap needs a new page or gives one back,
+ * never on the malloc/free fast paths. A free slice is "dirty" until purged:
+ * a span freed now is purged after 1-2 purge delays (dirty_old is the set
+ * that was already dirty at the previous tick), at once when more than
+ * MAPALLOC_DIRTY_MAX_MB are dirty, and a segment left empty for a whole tick
+ * is unmapped.
+ */
+#include <string.h>
+#include "internal.h"
+
+/* 32 MiB of address space in .bss: the kernel maps its pages only where
+ * entries are written, and its address is a link-time constant. */
+_Atomic uint8_t ma_segmap[MA_SEGMAP_ENTRIES];
+
+static pthread_mutex_t seg_lock = PTHREAD_MUTEX_INITIALIZER;
+static ma_segment_t *seg_list;     /* all segments */
+static uint64_t dirty_bytes;       /* free slices that may be resident */
+static uint64_t inuse_bytes;       /* bytes in spans and live large mappings */
+static uint64_t inuse_peak;
+static uint64_t last_tick_ms;
+
+void ma_segment_lock(void) { ma_lock(&seg_lock); }
+void ma_segment_unlock(void) { ma_unlock(&seg_lock); }
+void ma_segment_fork_child(void) { pthread_mutex_init(&seg_lock, NULL); }
+
+void ma_segment_map_set(uintptr_t base, uint8_t v) {
+    atomic_store_explicit(&ma_segmap[base >> MA_SEGMENT_SHIFT], v, memory_order_relaxed);
+}
+
+static uint64_t run_mask(unsigned first, unsigned count) {
+    uint64_t ones = count >= 64 ? ~(uint64_t)0 : (((uint64_t)1 << count) - 1);
+    return ones << first;
+}
+
+/* Index of the lowest run of `count` set bits in mask, or -1. */
+static int find_run(uint64_t mask, unsigned count) {
+    uint64_t starts = mask;
+    for (unsigned i = 1; i < count && starts; i++) starts &= mask >> i;
+    return starts ? __builtin_ctzll(starts) : -1;
+}
+
+static size_t slices_bytes(uint64_t mask) { return (size_t)__builtin_popcountll(mask) << MA_SLICE_SHIFT; }
+
+static void purge_mask(ma_segment_t *seg, uint64_t mask) {
+    while (mask) {
+        unsigned first = (unsigned)__builtin_ctzll(mask);
+        uint64_t rest = ~(mask >> first);
+        unsigned count = rest ? (unsigned)__builtin_ctzll(rest) : 64 - first;
+        ma_os_purge((uint8_t *)seg + ((size_t)first << MA_SLICE_SHIFT), (size_t)count << MA_SLICE_SHIFT);
+        mask &= ~run_mask(first, count);
+    }
+}
+
+static void purge_slices(ma_segment_t *seg, uint64_t mask) {
+    purge_mask(seg, mask);
+    seg->dirty_mask &= ~mask;
+    seg->dirty_old &= ~mask;
+    dirty_bytes -= slices_bytes(mask);
+}
+
+static void list_remove(ma_segment_t *seg) {
+    if (seg->prev) seg->prev->next = seg->next;
+    else seg_list = seg->next;
+    if (seg->next) seg->next->prev = seg->prev;
+}
+
+static void segment_unmap(ma_segment_t *seg) {
+    list_remove(seg);
+    dirty_bytes -= slices_bytes(seg->dirty_mask);
+    /* Purged slices are already out of "committed"; unmap takes the rest. */
+    size_t purged = MA_SEGMENT_SIZE - MA_SLICE_SIZE - slices_bytes(seg->dirty_mask);
+    atomic_fetch_add_explicit(&ma_os_stats.committed, purged, memory_order_relaxed);
+    ma_segment_map_set((uintptr_t)seg, 0);
+    ma_os_unmap(seg, MA_SEGMENT_SIZE);
+}
+
+/* Purge what has been dirty for a whole delay, unmap segments that stayed
+ * empty; with force, purge and unmap everything free now. Lock held. */
+static size_t tick_locked(bool force) {
+    long delay = ma_option(MA_OPT_PURGE_DELAY_MS);
+    uint64_t now = ma_os_now_ms();
+    bool over = dirty_bytes > ((uint64_t)ma_option(MA_OPT_DIRTY_MAX_MB) << 20);
+    if (!force && !over) {
+        if (delay < 0 || now - last_tick_ms < (uint64_t)delay) return 0;
+    }
+    last_tick_ms = now;
+    size_t released = 0;
+    ma_segment_t *next;
+    for (ma_segment_t *seg = seg_list; seg; seg = next) {
+        next = seg->next;
+        uint64_t old = (force || over) ? seg->dirty_mask : (seg->dirty_old & seg->dirty_mask);
+        released += slices_bytes(old);
+        purge_slices(seg, old);
+        seg->dirty_old = seg->dirty_mask;
+        bool empty = seg->free_mask == MA_SLICES_USABLE;
+        if (empty && (force || seg->was_empty)) {
+            released += MA_SLICE_SIZE;
+            segment_unmap(seg);
+            continue;
+        }
+        seg->was_empty = empty;
+    }
+    return released + ma_large_cache_expire_locked(now, force);
+}
+
+void ma_segment_tick(bool force) {
+    ma_lock(&seg_lock);
+    tick_locked(force);
+    ma_unlock(&seg_lock);
+}
+
+size_t ma_segment_trim(void) {
+    ma_lock(&seg_lock);
+    size_t released = tick_locked(true);
+    ma_unlock(&seg_lock);
+    return released;
+}
+
+static ma_segment_t *segment_new(void) {
+    ma_segment_t *seg = ma_os_map_aligned(MA_SEGMENT_SIZE, MA_SEGMENT_SIZE);
+    if (!seg) return NULL;
+    seg->kind = MA_KIND_SEGMENT;
+    seg->free_mask = MA_SLICES_USABLE;
+    /* Fresh slices are neither resident nor counted as committed. */
+    atomic_fetch_sub_explicit(&ma_os_stats.committed, MA_SEGMENT_SIZE - MA_SLICE_SIZE,
+                              memory_order_relaxed);
+    ma_segment_map_set((uintptr_t)seg, 1);
+    return seg;
+}
+
+static ma_page_t *take_span(ma_segment_t *seg, unsigned first, unsigned count) {
+    uint64_t run = run_mask(first, count);
+    uint64_t resident = run & seg->dirty_mask;
+    atomic_fetch_add_explicit(&ma_os_stats.committed, slices_bytes(run & ~resident),
+                              memory_order_relaxed);
+    dirty_bytes -= slices_bytes(resident);
+    seg->free_mask &= ~run;
+    seg->dirty_mask &= ~run;
+    seg->dirty_old &= ~run;
+    seg->was_empty = 0;
+    ma_segment_account_locked((int64_t)count << MA_SLICE_SHIFT);
+    ma_page_t *page = &seg->pages[first];
+    for (unsigned i = 1; i < count; i++) page[i].slice_offset = (uint8_t)i;
+    page->slice_offset = 0;
+    page->slice_count = (uint8_t)count;
+    page->start = (uint8_t *)seg + ((size_t)first << MA_SLICE_SHIFT);
+    return page;
+}
+
+/* A span of `slices` slices, preferring slices that are still resident (no
+ * page faults) and low segments (so high ones can empty out). */
+ma_page_t *ma_segment_span_alloc(unsigned slices, bool *zero) {
+    ma_lock(&seg_lock);
+    tick_locked(false);
+    for (int pass = 0; pass < 2; pass++) {
+        for (ma_segment_t *seg = seg_list; seg; seg = seg->next) {
+            uint64_t mask = pass == 0 ? (seg->free_mask & seg->dirty_mask) : seg->free_mask;
+            int first = find_run(mask, slices);
+            if (first >= 0) {
+                *zero = pass == 1 && ((run_mask((unsigned)first, slices) & seg->dirty_mask) == 0) &&
+                        ma_option(MA_OPT_PURGE_FREE) == 0;
+                ma_page_t *page = take_span(seg, (unsigned)first, slices);
+                ma_unlock(&seg_lock);
+                return page;
+            }
+        }
+    }
+    ma_unlock(&seg_lock);
+    ma_segment_t *seg = segment_new();
+    if (!seg) return NULL;
+    ma_lock(&seg_lock);
+    seg->next = seg_list;
+    if (seg_list) seg_list->prev = seg;
+    seg_list = seg;
+    *zero = true;
+    ma_page_t *page = take_span(seg, 1, slices);
+    ma_unlock(&seg_lock);
+    return page;
+}
+
+void ma_segment_span_free(ma_page_t *page) {
+    ma_segment_t *seg = (ma_segment_t *)((uintptr_t)page & ~MA_SEGMENT_MASK);
+    unsigned first = (unsigned)(page - seg->pages);
+    unsigned count = page->slice_count;
+    uint64_t run = run_mask(first, count);
+    ma_lock(&seg_lock);
+    MA_ASSERT((seg->free_mask & run) == 0);
+    page->block_size = 0;
+    page->capacity = 0;
+    page->heap = NULL;
+    seg->free_mask |= run;
+    seg->dirty_mask |= run;
+    dirty_bytes += slices_bytes(run);
+    ma_segment_account_locked(-((int64_t)count << MA_SLICE_SHIFT));
+    if (ma_option(MA_OPT_PURGE_DELAY_MS) == 0) purge_slices(seg, run);
+    tick_locked(false);
+    ma_unlock(&seg_lock);
+}
+
+void ma_segment_visit_pages(ma_page_visit_fn *fn, void *arg) {
+    ma_lock(&seg_lock);
+    for (ma_segment_t *seg = seg_list; seg; seg = seg->next) {
+        for (unsigned i = 1; i < MA_SEGMENT_SLICES; i++) {
+            const ma_page_t *page = &seg->pages[i];
+            if ((seg->free_mask >> i) & 1) continue;
+            if (page->slice_offset != 0 || page->block_size == 0) continue;
+            fn(page, arg);
+        }
+    }
+    ma_unlock(&seg_lock);
+}
+
+void ma_segment_account_locked(int64_t delta) {
+    inuse_bytes += (uint64_t)delta;
+    if (inuse_bytes > inuse_peak) inuse_peak = inuse_bytes;
+}
+
+uint64_t ma_segment_inuse(uint64_t *peak) {
+    ma_lock(&seg_lock);
+    uint64_t now = inuse_bytes;
+    if (peak) *peak = inuse_peak;
+    ma_unlock(&seg_lock);
+    return now;
+}
