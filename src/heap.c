@@ -28,6 +28,7 @@ static uint64_t heap_count;
 static uint8_t *meta_next, *meta_end;  /* bump area for heap structs */
 
 #define META_CHUNK ((size_t)256 << 10)
+#define KEEP_EMPTY_SLICES 4u
 #define HEAP_STRIDE ((sizeof(ma_heap_t) + 63) & ~(size_t)63)
 
 /* ---- Page queues ---------------------------------------------------------- */
@@ -128,9 +129,10 @@ void ma_heap_page_event(ma_heap_t *heap, ma_page_t *page) {
         queue_push_back(q, page);
         if (q->first == page) direct_update(heap, cls);
     }
-    /* Keep the first page even when empty: the next malloc of this class
-     * would otherwise take a new one at once. */
-    if (ma_page_used(page) == 0 && q->first != page) {
+    /* Keep an empty first page if its span is small: the next malloc of
+     * this class would otherwise take a new one at once. Spans of 1-2 MiB
+     * (blocks over 32 KiB) go back, as each may hold that much RSS. */
+    if (ma_page_used(page) == 0 && (q->first != page || page->slice_count > KEEP_EMPTY_SLICES)) {
         queue_remove(q, page);
         page_release(heap, page);
     }
@@ -232,18 +234,15 @@ void ma_heap_fork_parent(void) {
     ma_unlock(&heaps_lock);
 }
 
-/* Only the forking thread lives on in the child: every other heap is
- * abandoned, ready for the child's threads to adopt. */
+/* Only the forking thread lives on in the child. The other threads' heaps
+ * may have been in the middle of a fast path (which takes no lock), so they
+ * are orphaned, never adopted: their blocks stay valid, and freeing one
+ * takes the atomic remote path; their free memory is lost to the child. */
 void ma_heap_fork_child(void) {
     ma_segment_fork_child();
     pthread_mutex_init(&heaps_lock, NULL);
-    for (ma_heap_t *heap = all_heaps; heap; heap = heap->next_all) {
-        if (heap->owned && heap != ma_heap_tls) {
-            heap->owned = false;
-            heap->next_abandoned = abandoned;
-            abandoned = heap;
-        }
-    }
+    for (ma_heap_t *heap = all_heaps; heap; heap = heap->next_all)
+        if (heap != ma_heap_tls) heap->owned = false;
 }
 
 /* ---- Statistics -------------------------------------------------------------- */

@@ -87,7 +87,7 @@ typedef struct ma_page_s {
     ma_block_t *local_free;  /* freed by the owner; moved to free when it runs out */
     uint8_t *start;          /* first block (the span's first byte) */
     uint32_t block_size;     /* 0 while the span is free */
-    uint32_t capacity;       /* blocks carved so far */
+    uint32_t capacity;       /* blocks carved so far (read by remote frees: relaxed atomic) */
     uint32_t reserved;       /* blocks that fit in the span */
     uint8_t sclass;          /* size class */
     uint8_t in_full;         /* sits in heap->full rather than heap->queue */
@@ -258,7 +258,10 @@ static inline uint64_t ma_page_used(const ma_page_t *page) { return page->allocs
 static inline uint32_t ma_page_block_index(const ma_page_t *page, const void *p) {
     uint64_t off = (uintptr_t)p - (uintptr_t)page->start;
     uint64_t q = (off * page->recip) >> MA_RECIP_SHIFT;
-    if (MA_UNLIKELY(q * page->block_size != off || q >= page->capacity)) return UINT32_MAX;
+    /* capacity grows under a remote free's feet; it only grows, and a
+     * relaxed load is a plain load on x86. */
+    uint32_t capacity = __atomic_load_n(&page->capacity, __ATOMIC_RELAXED);
+    if (MA_UNLIKELY(q * page->block_size != off || q >= capacity)) return UINT32_MAX;
     return (uint32_t)q;
 }
 

@@ -22,7 +22,7 @@ void ma_page_setup(ma_page_t *page, ma_heap_t *heap, unsigned cls) {
     page->allocs = 0;
     page->frees = 0;
     page->block_size = (uint32_t)size;
-    page->capacity = 0;
+    __atomic_store_n(&page->capacity, 0, __ATOMIC_RELAXED);
     page->reserved = (uint32_t)(((size_t)page->slice_count << MA_SLICE_SHIFT) / size);
     page->sclass = (uint8_t)cls;
     page->in_full = 0;
@@ -44,7 +44,7 @@ void ma_page_extend(ma_page_t *page) {
     for (uint32_t i = 1; i < n; i++, p += size) ((ma_block_t *)p)->next = ma_block_encode(p + size);
     ((ma_block_t *)p)->next = ma_block_encode(NULL);
     page->free = (ma_block_t *)first;
-    page->capacity += n;
+    __atomic_store_n(&page->capacity, page->capacity + n, __ATOMIC_RELAXED);
 }
 
 static bool block_in_page(const ma_page_t *page, const ma_block_t *b) {

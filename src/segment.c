@@ -190,7 +190,7 @@ void ma_segment_span_free(ma_page_t *page) {
     ma_lock(&seg_lock);
     MA_ASSERT((seg->free_mask & run) == 0);
     page->block_size = 0;
-    page->capacity = 0;
+    __atomic_store_n(&page->capacity, 0, __ATOMIC_RELAXED);
     page->heap = NULL;
     seg->free_mask |= run;
     seg->dirty_mask |= run;
