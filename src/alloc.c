@@ -88,8 +88,8 @@ void *ma_realloc(void *p, size_t size) {
         ma_free(p);
         return NULL;
     }
-    void *region = ma_segment_of(p);
-    if (region && ((ma_large_t *)region)->kind == MA_KIND_LARGE) {
+    void *region = ma_region_of(p);
+    if (region && ma_region_is_large(region)) {
         ma_large_t *large = region;
         if (!ma_large_owns(large, p)) ma_diag_fatal_ptr("invalid realloc", p, 0);
         if (size > MA_MEDIUM_MAX) {

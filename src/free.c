@@ -30,13 +30,14 @@ static inline void free_local(ma_heap_t *heap, ma_page_t *page, ma_block_t *b) {
     b->next = ma_block_encode(page->local_free);
     page->local_free = b;
     page->frees++;
-    if (MA_UNLIKELY(page->frees == page->allocs || page->in_full)) ma_heap_page_event(heap, page);
+    if (MA_UNLIKELY(page->in_full || (page->frees == page->allocs && !page->keep_empty)))
+        ma_heap_page_event(heap, page);
 }
 
 void ma_free(void *p) {
-    ma_segment_t *seg = ma_segment_of(p);
-    if (MA_UNLIKELY(seg == NULL || seg->kind != MA_KIND_SEGMENT)) {
-        ma_free_slow(seg, p);
+    ma_segment_t *seg = ma_segment_small_of(p);
+    if (MA_UNLIKELY(seg == NULL)) {
+        ma_free_slow(p);
         return;
     }
     ma_page_t *page = ma_segment_page_of(seg, p);
@@ -76,11 +77,11 @@ void ma_free_remote(ma_page_t *page, ma_block_t *b) {
 }
 
 /* NULL, large blocks, and pointers that are not ours. */
-void ma_free_slow(void *region, void *p) {
+void ma_free_slow(void *p) {
     if (p == NULL) return;
-    if (region == NULL) ma_diag_fatal_ptr("invalid free", p, 0);
+    void *region = ma_region_of(p);
+    if (region == NULL || !ma_region_is_large(region)) ma_diag_fatal_ptr("invalid free", p, 0);
     ma_large_t *large = region;
-    if (large->kind != MA_KIND_LARGE) ma_diag_fatal_ptr("invalid free", p, 0);
     int saved = errno;
     ma_large_free(large, p);
     errno = saved;
@@ -89,9 +90,9 @@ void ma_free_slow(void *region, void *p) {
 /* Usable bytes of the block at p; a pointer that is not the start of one of
  * our live blocks is fatal, named after `what`. */
 size_t ma_usable_of(const void *p, const char *what) {
-    void *region = ma_segment_of(p);
+    void *region = ma_region_of(p);
     if (region == NULL) ma_diag_fatal_ptr(what, p, 0);
-    if (((ma_large_t *)region)->kind == MA_KIND_LARGE) {
+    if (ma_region_is_large(region)) {
         ma_large_t *large = region;
         if (!ma_large_owns(large, p) ||
             atomic_load_explicit(&large->state, memory_order_relaxed) != MA_LARGE_LIVE)

@@ -33,28 +33,44 @@ static uint8_t *meta_next, *meta_end;  /* bump area for heap structs */
 
 /* ---- Page queues ---------------------------------------------------------- */
 
+/* The first page of a queue stays when it empties, if its span is small:
+ * the next malloc of its class would otherwise take a new page at once.
+ * Spans of 1-2 MiB (blocks over 32 KiB) go back, as each may hold that
+ * much RSS. free() reads the answer from page->keep_empty. */
+static void first_changed(ma_pageq_t *q, ma_page_t *old_first) {
+    if (q->first == old_first) return;
+    if (old_first) old_first->keep_empty = 0;
+    if (q->first) q->first->keep_empty = q->first->slice_count <= KEEP_EMPTY_SLICES;
+}
+
 static void queue_remove(ma_pageq_t *q, ma_page_t *page) {
+    ma_page_t *old_first = q->first;
     if (page->prev) page->prev->next = page->next;
     else q->first = page->next;
     if (page->next) page->next->prev = page->prev;
     else q->last = page->prev;
     page->next = page->prev = NULL;
+    first_changed(q, old_first);
 }
 
 static void queue_push_front(ma_pageq_t *q, ma_page_t *page) {
+    ma_page_t *old_first = q->first;
     page->prev = NULL;
     page->next = q->first;
     if (q->first) q->first->prev = page;
     else q->last = page;
     q->first = page;
+    first_changed(q, old_first);
 }
 
 static void queue_push_back(ma_pageq_t *q, ma_page_t *page) {
+    ma_page_t *old_first = q->first;
     page->next = NULL;
     page->prev = q->last;
     if (q->last) q->last->next = page;
     else q->first = page;
     q->last = page;
+    first_changed(q, old_first);
 }
 
 /* Point the direct entries of class cls at the queue's first page. */
@@ -129,10 +145,7 @@ void ma_heap_page_event(ma_heap_t *heap, ma_page_t *page) {
         queue_push_back(q, page);
         if (q->first == page) direct_update(heap, cls);
     }
-    /* Keep an empty first page if its span is small: the next malloc of
-     * this class would otherwise take a new one at once. Spans of 1-2 MiB
-     * (blocks over 32 KiB) go back, as each may hold that much RSS. */
-    if (ma_page_used(page) == 0 && (q->first != page || page->slice_count > KEEP_EMPTY_SLICES)) {
+    if (ma_page_used(page) == 0 && !page->keep_empty) {
         queue_remove(q, page);
         page_release(heap, page);
     }
@@ -144,8 +157,7 @@ void ma_heap_drain_remote(ma_heap_t *heap) {
     while (list) {
         ma_block_t *b = (ma_block_t *)list;
         list = (uintptr_t)ma_block_decode(b->next);
-        ma_segment_t *seg = ma_segment_of(b);
-        ma_page_t *page = ma_segment_page_of(seg, b);
+        ma_page_t *page = ma_segment_page_of(ma_segment_small_of(b), b);
         if (page->heap == heap) ma_free_local(heap, page, b);
         else ma_free_remote(page, b);
     }

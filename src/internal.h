@@ -80,25 +80,32 @@ typedef struct ma_heap_s ma_heap_t;
 #define MA_TF_NOTIFY ((uintptr_t)1)
 
 typedef struct ma_page_s {
-    /* Written by the owning thread only (the heap's thread). */
+    /* First cache line: all the owner's fast paths touch. Owner only, but
+     * `heap`, `start`, `recip`, `block_size` and `capacity` are read by
+     * remote frees (set before any block is handed out; capacity only grows). */
     ma_block_t *free;        /* blocks ready to hand out */
-    uint64_t allocs;         /* blocks handed out since the page was set up */
-    uint64_t frees;          /* blocks given back (local + collected remote) */
     ma_block_t *local_free;  /* freed by the owner; moved to free when it runs out */
     uint8_t *start;          /* first block (the span's first byte) */
-    uint32_t block_size;     /* 0 while the span is free */
-    uint32_t capacity;       /* blocks carved so far (read by remote frees: relaxed atomic) */
-    uint32_t reserved;       /* blocks that fit in the span */
-    uint8_t sclass;          /* size class */
-    uint8_t in_full;         /* sits in heap->full rather than heap->queue */
-    uint8_t slice_count;     /* slices in the span (first slice only) */
-    uint8_t slice_offset;    /* trailing slices: distance to the first slice */
     uint64_t recip;          /* ceil(2^MA_RECIP_SHIFT / block_size) */
     ma_heap_t *heap;         /* owner; fixed while any block of the page is live */
-    struct ma_page_s *next, *prev;  /* in the owner's queue or full list */
-    /* Written by any thread. */
-    _Atomic uintptr_t thread_free;  /* remote frees: encoded list | MA_TF_NOTIFY */
+    uint32_t allocs;         /* blocks handed out (wraps; see ma_page_fold) */
+    uint32_t frees;          /* blocks given back (local + collected remote) */
+    uint32_t block_size;     /* 0 while the span is free */
+    uint16_t capacity;       /* blocks carved so far (relaxed atomic: remote reads) */
+    uint16_t reserved;       /* blocks that fit in the span */
+    uint8_t sclass;          /* size class */
+    uint8_t in_full;         /* sits in heap->full rather than heap->queue */
+    uint8_t keep_empty;      /* first of its queue: stays when it empties */
+    uint8_t slice_count;     /* slices in the span (first slice only) */
+    uint8_t slice_offset;    /* trailing slices: distance to the first slice */
+    /* Second cache line: written by other threads, or rarely. */
+    _Atomic uintptr_t thread_free __attribute__((aligned(64)));
+                             /* remote frees: encoded list | MA_TF_NOTIFY */
+    struct ma_page_s *next, *prev;  /* owner: in its queue or full list */
+    uint64_t pad[5];
 } ma_page_t;
+_Static_assert(sizeof(ma_page_t) == 128, "page descriptors are indexed by shifting");
+_Static_assert(offsetof(ma_page_t, thread_free) == 64, "remote writes stay off the owner's line");
 
 /* ---- Segments and large mappings ---------------------------------------- */
 enum { MA_KIND_SEGMENT = 0x5e6a11ceu, MA_KIND_LARGE = 0x1a76eb10u };
@@ -111,9 +118,10 @@ typedef struct ma_segment_s {
     uint64_t dirty_mask;      /* segment lock: free slices that may be resident */
     uint64_t dirty_old;       /* segment lock: dirty since before the last tick */
     struct ma_segment_s *next, *prev;  /* segment lock: list of all segments */
-    uint64_t pad[2];
     ma_page_t pages[MA_SEGMENT_SLICES]; /* one descriptor per slice */
 } ma_segment_t;
+_Static_assert(offsetof(ma_segment_t, pages) % 64 == 0, "descriptors on cache lines");
+_Static_assert(sizeof(ma_segment_t) <= MA_SLICE_SIZE, "the header fits in slice 0");
 
 typedef struct ma_large_s {
     uint32_t kind;            /* MA_KIND_LARGE */
@@ -134,7 +142,7 @@ struct ma_heap_s {
     ma_page_t *direct[MA_DIRECT_COUNT];  /* page for sizes (i-1)*16+1..i*16 */
     ma_pageq_t queue[MA_CLASS_COUNT];    /* pages that may have room, per class */
     ma_pageq_t full;                     /* pages with no room (notify set) */
-    uint64_t class_allocs[MA_CLASS_COUNT]; /* allocs of pages given back */
+    uint64_t class_allocs[MA_CLASS_COUNT]; /* allocs folded out of pages */
     /* Any thread. */
     _Atomic uintptr_t remote_full;       /* blocks freed into parked pages */
     /* Under the heaps lock. */
@@ -224,16 +232,39 @@ MA_HIDDEN void ma_segment_visit_pages(ma_page_visit_fn *fn, void *arg);
 MA_HIDDEN void ma_segment_account_locked(int64_t delta);
 MA_HIDDEN uint64_t ma_segment_inuse(uint64_t *peak);
 
-/* The region holding p: a segment or a large header, or NULL if p is not
- * ours. A byte-map entry is 0 (not ours), 1 (a region starts at this 4 MiB
- * boundary) or k+1 (the region starts k boundaries lower: only for blocks
- * aligned to more than 4 MiB). */
-static inline void *ma_segment_of(const void *p) {
+/* The byte map: one entry per 4 MiB of address space. */
+enum {
+    MA_MAP_NONE = 0,     /* not ours */
+    MA_MAP_SEGMENT = 1,  /* a segment of small blocks starts here */
+    MA_MAP_LARGE = 2,    /* a large mapping starts here */
+    /* MA_MAP_LARGE + k: a large mapping starts k boundaries lower (blocks
+     * aligned to more than 4 MiB, whose first boundary holds no header) */
+};
+
+/* The region holding p - a segment or a large header - or NULL if p is
+ * not ours. Constant time, reads nothing at p. */
+static inline void *ma_region_of(const void *p) {
     uintptr_t a = (uintptr_t)p;
     if (MA_UNLIKELY(a >> MA_ADDR_BITS)) return NULL;  /* also keeps the index in range */
     uint8_t v = atomic_load_explicit(&ma_segmap[a >> MA_SEGMENT_SHIFT], memory_order_relaxed);
-    if (MA_UNLIKELY(v == 0)) return NULL;
-    return (void *)((a & ~MA_SEGMENT_MASK) - ((uintptr_t)(v - 1) << MA_SEGMENT_SHIFT));
+    if (v == MA_MAP_NONE) return NULL;
+    uintptr_t base = a & ~MA_SEGMENT_MASK;
+    if (v > MA_MAP_LARGE) base -= (uintptr_t)(v - MA_MAP_LARGE) << MA_SEGMENT_SHIFT;
+    return (void *)base;
+}
+
+/* The segment of p if p lies in a segment of small blocks, else NULL (p
+ * may still be a large block: see ma_region_of). The free fast path. */
+static inline ma_segment_t *ma_segment_small_of(const void *p) {
+    uintptr_t a = (uintptr_t)p;
+    uint8_t v = atomic_load_explicit(&ma_segmap[(a >> MA_SEGMENT_SHIFT) & (MA_SEGMAP_ENTRIES - 1)],
+                                     memory_order_relaxed);
+    if (MA_UNLIKELY((a >> MA_ADDR_BITS) != 0 || v != MA_MAP_SEGMENT)) return NULL;
+    return (ma_segment_t *)(a & ~MA_SEGMENT_MASK);
+}
+
+static inline bool ma_region_is_large(const void *region) {
+    return ((const ma_large_t *)region)->kind == MA_KIND_LARGE;
 }
 
 static inline ma_page_t *ma_segment_page_of(ma_segment_t *seg, const void *p) {
@@ -250,7 +281,7 @@ MA_HIDDEN bool ma_page_park(ma_page_t *page);
 MA_HIDDEN void ma_page_unpark(ma_page_t *page);
 MA_HIDDEN bool ma_page_list_contains(const ma_page_t *page, ma_block_t *list, const ma_block_t *b);
 
-static inline uint64_t ma_page_used(const ma_page_t *page) { return page->allocs - page->frees; }
+static inline uint32_t ma_page_used(const ma_page_t *page) { return page->allocs - page->frees; }
 
 /* Index of the block at p, or UINT32_MAX if p is not the start of a carved
  * block. recip = ceil(2^40 / size) divides exactly for offsets below 4 MiB
@@ -296,7 +327,7 @@ MA_HIDDEN void *ma_alloc_slow(ma_heap_t *heap, size_t size);
 MA_HIDDEN void *ma_alloc_aligned(size_t size, size_t align);
 MA_HIDDEN void ma_free_local(ma_heap_t *heap, ma_page_t *page, ma_block_t *b);
 MA_HIDDEN void ma_free_remote(ma_page_t *page, ma_block_t *b);
-MA_HIDDEN void ma_free_slow(void *seg, void *p);
+MA_HIDDEN void ma_free_slow(void *p);
 MA_HIDDEN size_t ma_usable_of(const void *p, const char *what);
 
 /* ---- init.c: process, thread and fork hooks ----------------------------- */

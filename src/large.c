@@ -87,7 +87,7 @@ static ma_large_t *refit(ma_large_t *large, size_t need) {
     }
     if (moved != large) {
         ma_segment_map_set((uintptr_t)large, 0);
-        ma_segment_map_set((uintptr_t)moved, 1);
+        ma_segment_map_set((uintptr_t)moved, MA_MAP_LARGE);
     }
     moved->map_size = need;
     return moved;
@@ -123,12 +123,13 @@ void *ma_large_alloc(size_t size, size_t align, bool zero) {
         fresh = true;
         large->kind = MA_KIND_LARGE;
         large->map_size = need;
-        ma_segment_map_set((uintptr_t)large, 1);
+        ma_segment_map_set((uintptr_t)large, MA_MAP_LARGE);
     }
     large->offset = offset;
     large->next = NULL;
     uint8_t *p = (uint8_t *)large + offset;
-    if (offset >= MA_SEGMENT_SIZE) ma_segment_map_set((uintptr_t)p, (uint8_t)((offset >> MA_SEGMENT_SHIFT) + 1));
+    if (offset >= MA_SEGMENT_SIZE)
+        ma_segment_map_set((uintptr_t)p, (uint8_t)(MA_MAP_LARGE + (offset >> MA_SEGMENT_SHIFT)));
     atomic_store_explicit(&large->state, MA_LARGE_LIVE, memory_order_release);
     if (zero && !fresh) memset(p, 0, size);
     ma_segment_lock();
@@ -203,7 +204,7 @@ void *ma_large_realloc(ma_large_t *large, void *p, size_t size) {
     if (!moved) return NULL;
     if (moved != large) {
         ma_segment_map_set((uintptr_t)large, 0);
-        ma_segment_map_set((uintptr_t)moved, 1);
+        ma_segment_map_set((uintptr_t)moved, MA_MAP_LARGE);
     }
     moved->map_size = need;
     ma_segment_lock();

@@ -23,9 +23,10 @@ void ma_page_setup(ma_page_t *page, ma_heap_t *heap, unsigned cls) {
     page->frees = 0;
     page->block_size = (uint32_t)size;
     __atomic_store_n(&page->capacity, 0, __ATOMIC_RELAXED);
-    page->reserved = (uint32_t)(((size_t)page->slice_count << MA_SLICE_SHIFT) / size);
+    page->reserved = (uint16_t)(((size_t)page->slice_count << MA_SLICE_SHIFT) / size);
     page->sclass = (uint8_t)cls;
     page->in_full = 0;
+    page->keep_empty = 0;
     page->recip = (((uint64_t)1 << MA_RECIP_SHIFT) + size - 1) / size;
     page->heap = heap;
     page->next = page->prev = NULL;
@@ -37,14 +38,15 @@ void ma_page_extend(ma_page_t *page) {
     size_t size = page->block_size;
     uint32_t n = (uint32_t)(EXTEND_BYTES / size);
     if (n < EXTEND_MIN_BLOCKS) n = EXTEND_MIN_BLOCKS;
-    if (n > page->reserved - page->capacity) n = page->reserved - page->capacity;
+    uint32_t left = (uint32_t)page->reserved - page->capacity;
+    if (n > left) n = left;
     MA_ASSERT(n > 0 && page->free == NULL);
     uint8_t *first = page->start + (size_t)page->capacity * size;
     uint8_t *p = first;
     for (uint32_t i = 1; i < n; i++, p += size) ((ma_block_t *)p)->next = ma_block_encode(p + size);
     ((ma_block_t *)p)->next = ma_block_encode(NULL);
     page->free = (ma_block_t *)first;
-    __atomic_store_n(&page->capacity, page->capacity + n, __ATOMIC_RELAXED);
+    __atomic_store_n(&page->capacity, (uint16_t)(page->capacity + n), __ATOMIC_RELAXED);
 }
 
 static bool block_in_page(const ma_page_t *page, const ma_block_t *b) {
@@ -72,8 +74,17 @@ static void prepend(ma_page_t *page, ma_block_t *head, ma_block_t *tail) {
     page->free = head;
 }
 
+/* The 32-bit counters would wrap after 4G blocks: move what they hold into
+ * the heap's 64-bit per-class total now and then. used stays the same. */
+static void fold_counters(ma_page_t *page) {
+    page->heap->class_allocs[page->sclass] += page->frees;
+    page->allocs -= page->frees;
+    page->frees = 0;
+}
+
 /* Move local and remote frees onto the free list. Owner only. */
 void ma_page_collect(ma_page_t *page) {
+    if (MA_UNLIKELY(page->frees > (UINT32_MAX >> 1))) fold_counters(page);
     uintptr_t tf = atomic_load_explicit(&page->thread_free, memory_order_relaxed);
     if (tf & ~MA_TF_NOTIFY) {
         tf = atomic_exchange_explicit(&page->thread_free, 0, memory_order_acquire);

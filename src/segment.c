@@ -128,7 +128,7 @@ static ma_segment_t *segment_new(void) {
     /* Fresh slices are neither resident nor counted as committed. */
     atomic_fetch_sub_explicit(&ma_os_stats.committed, MA_SEGMENT_SIZE - MA_SLICE_SIZE,
                               memory_order_relaxed);
-    ma_segment_map_set((uintptr_t)seg, 1);
+    ma_segment_map_set((uintptr_t)seg, MA_MAP_SEGMENT);
     return seg;
 }
 

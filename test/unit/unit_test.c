@@ -40,18 +40,22 @@ static int global_object;
 
 static void test_lookup(void) {
     int local = 0;
-    CHECK(ma_segment_of(&local) == NULL);
-    CHECK(ma_segment_of(&global_object) == NULL);
+    CHECK(ma_region_of(&local) == NULL);
+    CHECK(ma_region_of(&global_object) == NULL);
     void *libc = malloc(64);
-    CHECK(ma_segment_of(libc) == NULL);
+    CHECK(ma_region_of(libc) == NULL);
     free(libc);
-    CHECK(ma_segment_of(NULL) == NULL);
-    CHECK(ma_segment_of((void *)(~(uintptr_t)0 << 50)) == NULL);
+    CHECK(ma_region_of(NULL) == NULL);
+    CHECK(ma_region_of((void *)(~(uintptr_t)0 << 50)) == NULL);
+    CHECK(ma_segment_small_of((void *)(~(uintptr_t)0 << 50)) == NULL);
+    CHECK(ma_segment_small_of(&local) == NULL);
 
     for (size_t n = 1; n <= MA_MEDIUM_MAX; n = n * 3 + 1) {
         uint8_t *p = ma_malloc(n);
-        ma_segment_t *seg = ma_segment_of(p);
+        ma_segment_t *seg = ma_region_of(p);
         if (!CHECK(seg != NULL)) continue;
+        CHECK_EQ_PTR(ma_segment_small_of(p), seg);
+        CHECK_EQ_PTR(ma_segment_small_of(p + n / 2), seg);
         CHECK_EQ_U(seg->kind, MA_KIND_SEGMENT);
         CHECK_EQ_U((uintptr_t)seg & MA_SEGMENT_MASK, 0);
         ma_page_t *page = ma_segment_page_of(seg, p);
@@ -62,9 +66,10 @@ static void test_lookup(void) {
         ma_free(p);
     }
     uint8_t *big = ma_malloc(3 << 20);
-    ma_large_t *large = ma_segment_of(big);
+    ma_large_t *large = ma_region_of(big);
     if (CHECK(large != NULL)) {
         CHECK_EQ_U(large->kind, MA_KIND_LARGE);
+        CHECK(ma_segment_small_of(big) == NULL);
         CHECK(ma_large_owns(large, big));
         CHECK(!ma_large_owns(large, big + 16));
         CHECK(ma_large_usable(large) >= (3u << 20));
@@ -74,10 +79,10 @@ static void test_lookup(void) {
     uint8_t *huge = ma_aligned_alloc((size_t)16 << 20, 100);
     if (CHECK(huge != NULL)) {
         CHECK_EQ_U((uintptr_t)huge % (16u << 20), 0);
-        ma_large_t *h = ma_segment_of(huge);
+        ma_large_t *h = ma_region_of(huge);
         CHECK(h != NULL && h->kind == MA_KIND_LARGE && ma_large_owns(h, huge));
         ma_free(huge);
-        CHECK(ma_segment_of(huge) == NULL);
+        CHECK(ma_region_of(huge) == NULL);
     }
 }
 
@@ -154,7 +159,7 @@ static void test_spans(void) {
         if (!CHECK(spans[i] != NULL)) return;
         CHECK_EQ_U((uintptr_t)spans[i]->start % MA_SLICE_SIZE, 0);
         CHECK_EQ_U(spans[i]->slice_count, sizes[i]);
-        ma_segment_t *seg = ma_segment_of(spans[i]->start);
+        ma_segment_t *seg = ma_region_of(spans[i]->start);
         CHECK(seg != NULL && seg->kind == MA_KIND_SEGMENT);
         memset(spans[i]->start, i, (size_t)sizes[i] << MA_SLICE_SHIFT);
     }
