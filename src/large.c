@@ -105,7 +105,8 @@ void *ma_large_alloc(size_t size, size_t align, bool zero) {
         errno = ENOMEM;
         return NULL;
     }
-    size_t need = round_page(offset + size);
+    /* Even a block of 0 bytes must lie inside its mapping. */
+    size_t need = round_page(offset + (size ? size : 1));
     ma_large_t *large = NULL;
     bool fresh = false;
     if (map_align == MA_SEGMENT_SIZE) {

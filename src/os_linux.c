@@ -99,7 +99,9 @@ void ma_os_purge_mode(bool use_free) { purge_advice = use_free ? MADV_FREE : MAD
  * reserved beforehand. Returns NULL, with the old mapping intact, on failure. */
 void *ma_os_remap_aligned(void *p, size_t old_size, size_t new_size, size_t align) {
     count(&ma_os_stats.mremap_calls, 1);
+    int saved = errno;  /* failing in place is expected, not an error */
     void *q = mremap(p, old_size, new_size, 0);
+    errno = saved;
     if (q == MAP_FAILED) {
         void *window = map_aligned(new_size, align, PROT_NONE);
         if (!window) return NULL;
