@@ -177,6 +177,7 @@ MA_HIDDEN uint64_t ma_os_now_ms(void);
 MA_HIDDEN uintptr_t ma_os_random(void);
 MA_HIDDEN const char *ma_os_getenv(const char *name);
 MA_HIDDEN void ma_os_write_err(const char *s, size_t n);
+MA_HIDDEN void ma_os_keep_stderr(void);
 MA_HIDDEN void ma_os_purge_mode(bool use_free);
 
 /* ---- diag.c: messages and fatal errors, without allocating -------------- */

@@ -68,6 +68,7 @@ void ma_options_init(void) {
         option_value[i] = v;
     }
     ma_os_purge_mode(option_value[MA_OPT_PURGE_FREE] != 0);
+    if (option_value[MA_OPT_SHOW_STATS]) ma_os_keep_stderr();
 }
 
 long ma_option(ma_option_t o) { return option_value[o]; }

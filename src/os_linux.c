@@ -7,6 +7,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <sys/mman.h>
 #include <sys/random.h>
@@ -140,11 +141,24 @@ uintptr_t ma_os_random(void) {
 
 const char *ma_os_getenv(const char *name) { return getenv(name); }
 
+/* A copy of stderr taken at start-up, for the report at exit: programs
+ * such as coreutils close fd 2 before the library's destructor runs. */
+static int saved_err_fd = -1;
+
+void ma_os_keep_stderr(void) {
+    if (saved_err_fd < 0) saved_err_fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 10);
+}
+
 void ma_os_write_err(const char *s, size_t n) {
+    int fd = STDERR_FILENO;
     while (n > 0) {
-        ssize_t w = write(STDERR_FILENO, s, n);
+        ssize_t w = write(fd, s, n);
         if (w <= 0) {
             if (w < 0 && errno == EINTR) continue;
+            if (w < 0 && errno == EBADF && fd != saved_err_fd && saved_err_fd >= 0) {
+                fd = saved_err_fd;
+                continue;
+            }
             return;
         }
         s += w;
