@@ -1,0 +1,277 @@
+/* death.c - each misuse must kill the program with SIGABRT and a fixed
+ * message on stderr.
+ *
+ *   death CASE                     runs CASE (table below) in a child
+ *   death exec KIND PROG LIB       runs PROG KIND with LD_PRELOAD=LIB, KIND
+ *                                  double_free or invalid_free (a program
+ *                                  like preload_misuse.c)
+ *
+ * The child first writes the address the message must name ("%p\n") to its
+ * stdout, then commits the misuse. The parent reads both pipes and checks
+ * that the child died by SIGABRT and that its stderr holds the message
+ * followed by exactly that address: lowercase hex, 0x prefix, no padding,
+ * not followed by another hex digit (some messages go on, e.g.
+ * " (size class N)").
+ *
+ * The misuses go through volatile function pointers, so the compiler
+ * neither warns about them nor optimises them away.
+ */
+#define _GNU_SOURCE
+#include <ctype.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "ma_test.h"
+
+#define MSG_INVALID_FREE "mapalloc: invalid free of "
+#define MSG_DOUBLE_FREE "mapalloc: double free of "
+#define MSG_INVALID_REALLOC "mapalloc: invalid realloc of "
+#define MSG_INVALID_USABLE "mapalloc: invalid malloc_usable_size of "
+
+extern void *__libc_malloc(size_t size); /* glibc's, whatever malloc is */
+
+static void (*volatile free_fn)(void *) = A_FREE;
+static void *(*volatile realloc_fn)(void *, size_t) = A_REALLOC;
+static size_t (*volatile usable_fn)(const void *) = ma_usable_size;
+static void *(*volatile malloc_fn)(size_t) = A_MALLOC;
+
+static _Alignas(64) char global_buf[256];
+
+/* Tells the parent which address the message must name. */
+static void expect(const void *p)
+{
+    char buf[64];
+    int n = snprintf(buf, sizeof buf, "%p\n", p);
+    if (write(1, buf, (size_t)n) != n)
+        _exit(3);
+}
+
+static void invalid_free_stack(void)
+{
+    _Alignas(16) char x[64];
+    memset(x, 0, sizeof x);
+    expect(x);
+    free_fn(x);
+}
+
+static void invalid_free_global(void)
+{
+    expect(global_buf);
+    free_fn(global_buf);
+}
+
+static void invalid_free_libc_small(void)
+{
+    void *p = malloc(64); /* glibc's: this program uses the ma_ build */
+    expect(p);
+    free_fn(p);
+}
+
+static void invalid_free_libc_large(void)
+{
+    void *p = __libc_malloc(4 * MIB); /* a chunk glibc maps on its own */
+    expect(p);
+    free_fn(p);
+}
+
+static void invalid_free_interior(void)
+{
+    char *p = malloc_fn(64);
+    expect(p + 16); /* 16-aligned, like a block start of a smaller class */
+    free_fn(p + 16);
+}
+
+static void invalid_free_interior_odd(void)
+{
+    char *p = malloc_fn(100);
+    expect(p + 1);
+    free_fn(p + 1);
+}
+
+static void double_free_32(void)
+{
+    void *p = malloc_fn(32);
+    expect(p);
+    free_fn(p);
+    free_fn(p);
+}
+
+static void double_free_1000(void)
+{
+    void *p = malloc_fn(1000);
+    expect(p);
+    free_fn(p);
+    free_fn(p);
+}
+
+static void double_free_interleaved(void)
+{
+    void *p = malloc_fn(32);
+    void *q = malloc_fn(32);
+    expect(p);
+    free_fn(p);
+    free_fn(q);
+    free_fn(p);
+}
+
+static void invalid_realloc_stack(void)
+{
+    _Alignas(16) char x[64];
+    memset(x, 0, sizeof x);
+    expect(x);
+    realloc_fn(x, 100);
+}
+
+static void invalid_usable_size_stack(void)
+{
+    _Alignas(16) char x[64];
+    memset(x, 0, sizeof x);
+    expect(x);
+    usable_fn(x);
+}
+
+static const struct death_case {
+    const char *name;
+    const char *message;
+    void (*run)(void);
+} cases[] = {
+    {"invalid_free_stack", MSG_INVALID_FREE, invalid_free_stack},
+    {"invalid_free_global", MSG_INVALID_FREE, invalid_free_global},
+    {"invalid_free_libc_small", MSG_INVALID_FREE, invalid_free_libc_small},
+    {"invalid_free_libc_large", MSG_INVALID_FREE, invalid_free_libc_large},
+    {"invalid_free_interior", MSG_INVALID_FREE, invalid_free_interior},
+    {"invalid_free_interior_odd", MSG_INVALID_FREE, invalid_free_interior_odd},
+    {"double_free_32", MSG_DOUBLE_FREE, double_free_32},
+    {"double_free_1000", MSG_DOUBLE_FREE, double_free_1000},
+    {"double_free_interleaved", MSG_DOUBLE_FREE, double_free_interleaved},
+    {"invalid_realloc_stack", MSG_INVALID_REALLOC, invalid_realloc_stack},
+    {"invalid_usable_size_stack", MSG_INVALID_USABLE, invalid_usable_size_stack},
+};
+
+/* Reads fd to EOF into buf (NUL-terminated, truncated at size - 1). */
+static void read_all(int fd, char *buf, size_t size)
+{
+    size_t len = 0;
+    for (;;) {
+        char tmp[4096];
+        ssize_t n = read(fd, tmp, sizeof tmp);
+        if (n <= 0)
+            break;
+        size_t take = (size_t)n < size - 1 - len ? (size_t)n : size - 1 - len;
+        memcpy(buf + len, tmp, take);
+        len += take;
+    }
+    buf[len] = '\0';
+    close(fd);
+}
+
+/* 1 if text holds message immediately followed by address, and no more
+ * hex digits after the address. */
+static int has_message(const char *text, const char *message,
+                       const char *address)
+{
+    char want[256];
+    snprintf(want, sizeof want, "%s%s", message, address);
+    for (const char *at = strstr(text, want); at; at = strstr(at + 1, want))
+        if (!isxdigit((unsigned char)at[strlen(want)]))
+            return 1;
+    return 0;
+}
+
+/* Runs child() in a child process and checks how it died. */
+static void expect_death(const char *name, const char *message,
+                         void (*child)(void *), void *arg)
+{
+    int out[2], err[2];
+    if (pipe(out) != 0 || pipe(err) != 0) {
+        perror("pipe");
+        exit(2);
+    }
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) {
+        perror("fork");
+        exit(2);
+    }
+    if (pid == 0) {
+        struct rlimit no_core = {0, 0};
+        setrlimit(RLIMIT_CORE, &no_core);
+        dup2(out[1], 1);
+        dup2(err[1], 2);
+        close(out[0]);
+        close(out[1]);
+        close(err[0]);
+        close(err[1]);
+        alarm(20);
+        child(arg);
+        _exit(0); /* survived the misuse */
+    }
+    close(out[1]);
+    close(err[1]);
+    char address[128], text[16384];
+    read_all(out[0], address, sizeof address);
+    read_all(err[0], text, sizeof text);
+    int st = 0;
+    waitpid(pid, &st, 0);
+    address[strcspn(address, "\n")] = '\0';
+
+    int by_abort = WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT;
+    int said = address[0] != '\0' && has_message(text, message, address);
+    if (WIFSIGNALED(st))
+        printf("%s: killed by signal %d\n", name, WTERMSIG(st));
+    else
+        printf("%s: exited with status %d\n", name, WEXITSTATUS(st));
+    printf("expected on stderr: %s%s\nstderr was: %s%s", message, address,
+           text[0] ? "\n" : "(empty)\n", text);
+    CHECK(by_abort);
+    CHECK(said);
+}
+
+static void run_case(void *arg)
+{
+    ((const struct death_case *)arg)->run();
+}
+
+struct exec_args {
+    char *prog, *arg, *lib;
+};
+
+static void run_exec(void *arg)
+{
+    struct exec_args *e = arg;
+    setenv("LD_PRELOAD", e->lib, 1);
+    char *argv[] = {e->prog, e->arg, NULL};
+    execv(e->prog, argv);
+    _exit(4);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 5 && strcmp(argv[1], "exec") == 0) {
+        const char *message = strcmp(argv[2], "double_free") == 0
+                                  ? MSG_DOUBLE_FREE
+                                  : MSG_INVALID_FREE;
+        struct exec_args e = {argv[3], argv[2], argv[4]};
+        expect_death(argv[2], message, run_exec, &e);
+        return check_done();
+    }
+    for (size_t i = 0; argc == 2 && i < sizeof cases / sizeof cases[0]; i++) {
+        if (strcmp(argv[1], cases[i].name) == 0) {
+            expect_death(cases[i].name, cases[i].message, run_case,
+                         (void *)&cases[i]);
+            return check_done();
+        }
+    }
+    fprintf(stderr, "usage: %s CASE | exec KIND PROG LIB\ncases:",
+            argv[0]);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        fprintf(stderr, " %s", cases[i].name);
+    fprintf(stderr, "\n");
+    return 2;
+}
