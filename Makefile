@@ -1,0 +1,49 @@
+# Thin wrapper around cmake and ctest; all the logic is in CMakeLists.txt.
+#   make                  configure build/ and build everything
+#   make test             build, then run every test (ctest)
+#   make run              build, then run the main job under mapalloc
+#   make install          build, then install into PREFIX (/usr/local)
+#   make bench [QUICK=1]  build, then bash bench/run.sh
+#   make debug            build build-debug/ with CMAKE_BUILD_TYPE=Debug
+#   make clean            remove build/ and build-debug/
+CMAKE      ?= cmake
+CTEST      ?= ctest
+BUILD      ?= build
+DEBUG_BUILD ?= build-debug
+PREFIX     ?= /usr/local
+JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
+QUICK      ?=
+CMAKE_ARGS ?=
+
+.PHONY: all configure test run install bench debug clean
+
+# cmake --build runs make again: keep its output free of directory noise.
+MAKEFLAGS += --no-print-directory
+
+all: configure
+	$(CMAKE) --build $(BUILD) -j$(JOBS)
+
+configure: $(BUILD)/CMakeCache.txt
+
+$(BUILD)/CMakeCache.txt:
+	$(CMAKE) -S . -B $(BUILD) $(CMAKE_ARGS)
+
+test: all
+	$(CTEST) --test-dir $(BUILD) --output-on-failure -j2 --timeout 300
+
+run: all
+	$(BUILD)/mapalloc --stats env PYTHONMALLOC=malloc python3 examples/workload.py
+
+install: all
+	$(CMAKE) --install $(BUILD) --prefix $(PREFIX)
+
+bench: all
+	@test -f bench/run.sh || { echo "make bench: bench/run.sh is missing" >&2; exit 1; }
+	QUICK=$(QUICK) bash bench/run.sh
+
+debug:
+	$(CMAKE) -S . -B $(DEBUG_BUILD) -DCMAKE_BUILD_TYPE=Debug $(CMAKE_ARGS)
+	$(CMAKE) --build $(DEBUG_BUILD) -j$(JOBS)
+
+clean:
+	rm -rf $(BUILD) $(DEBUG_BUILD)

@@ -1,0 +1,25 @@
+#!/bin/sh
+# launcher_check.sh LAUNCHER LIBRARY: the launcher's usage errors, --help,
+# LD_PRELOAD handling (prepends, keeps what was there) and --stats.
+set -u
+launcher=$1 lib=$2
+fails=0
+fail() { echo "FAIL: $*" >&2; fails=$((fails + 1)); }
+
+out=$("$launcher" 2>&1) && fail "no program: exit status 0"
+case $out in *"no program given"*) ;; *) fail "no program: message: $out" ;; esac
+"$launcher" --bogus true 2>/dev/null && fail "unknown option accepted"
+"$launcher" --help | grep -q "usage: mapalloc" || fail "--help"
+
+# Compare with the real file: build/libmapalloc.so is a link to it.
+want=$(readlink -f "$lib")
+got=$(LD_PRELOAD= "$launcher" sh -c 'echo "$LD_PRELOAD"')
+[ "$(readlink -f "$got")" = "$want" ] || fail "LD_PRELOAD='$got', want $lib"
+got=$(LD_PRELOAD=/nonexistent/keep.so "$launcher" sh -c 'echo "$LD_PRELOAD"' 2>/dev/null)
+case $got in *:/nonexistent/keep.so) ;; *) fail "existing LD_PRELOAD lost: '$got'" ;; esac
+got=$("$launcher" --stats sh -c 'echo "$MAPALLOC_SHOW_STATS"' 2>/dev/null)
+[ "$got" = 1 ] || fail "--stats: MAPALLOC_SHOW_STATS='$got'"
+"$launcher" sh -c 'exit 3'; [ $? -eq 3 ] || fail "exit status not passed on"
+"$launcher" true || fail "'true' under the launcher"
+
+[ $fails -eq 0 ] && echo "ok: launcher" || exit 1
