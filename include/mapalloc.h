@@ -84,6 +84,67 @@ MA_API void ma_stats_get(ma_stats_t *out);
  * allocation). The same report is printed at exit when MAPALLOC_SHOW_STATS=1. */
 MA_API void ma_stats_print(void);
 
+/* ---- Heaps: pools a program creates, allocates from, and releases whole --
+ *
+ * A heap is a set of pages mapped for it alone. ma_heap_destroy gives all of
+ * them back to the OS at once (munmap), in time proportional to the heap's
+ * pages, not its blocks: there is no need to free the blocks one by one.
+ *
+ * Threads. Allocating calls on one heap - ma_heap_malloc, _calloc,
+ * _realloc, _aligned_alloc, _strdup - and ma_heap_reset, ma_heap_visit,
+ * ma_heap_stats, ma_heap_destroy must not overlap in time: one thread at a
+ * time, any thread, with the program's own synchronisation between them.
+ * Two calls that do overlap are detected and end the program with
+ * "mapalloc: heap 0x... used by two threads at once".
+ * Blocks of a heap are ordinary blocks: any thread may free them at any
+ * time with free/ma_free (or pass them to realloc, malloc_usable_size)
+ * until the heap is reset or destroyed. Every such free must happen before
+ * ma_heap_reset/ma_heap_destroy starts; a block freed after that is an
+ * invalid free (detected while its memory stays unmapped).
+ * Using a destroyed heap, or destroying it twice, is fatal
+ * ("mapalloc: use of destroyed heap 0x...").
+ */
+typedef struct ma_heap_s ma_heap_t;
+
+/* A new, empty heap; NULL with errno = ENOMEM if it cannot be made. */
+MA_API ma_heap_t *ma_heap_new(void);
+/* Frees every block of h and returns all of its memory to the OS. */
+MA_API void ma_heap_destroy(ma_heap_t *h);
+/* Like ma_heap_destroy, but h stays usable (and empty). */
+MA_API void ma_heap_reset(ma_heap_t *h);
+
+MA_API MA_MALLOC_ATTR void *ma_heap_malloc(ma_heap_t *h, size_t size);
+MA_API MA_MALLOC_ATTR void *ma_heap_calloc(ma_heap_t *h, size_t count, size_t size);
+/* p: NULL or any mapalloc block; the result is a block of h (moved into h
+ * if p belonged elsewhere). Semantics of realloc otherwise. */
+MA_API void *ma_heap_realloc(ma_heap_t *h, void *p, size_t size);
+MA_API MA_MALLOC_ATTR void *ma_heap_aligned_alloc(ma_heap_t *h, size_t alignment, size_t size);
+MA_API MA_MALLOC_ATTR char *ma_heap_strdup(ma_heap_t *h, const char *s);
+
+/* Calls fn(block, usable_size, arg) for every live block of h, in no
+ * particular order; stops early, returning fn's value, when fn returns
+ * non-zero; returns 0 otherwise. fn must not allocate from or free into h. */
+typedef int ma_heap_visit_fn(void *block, size_t size, void *arg);
+MA_API int ma_heap_visit(ma_heap_t *h, ma_heap_visit_fn *fn, void *arg);
+
+typedef struct ma_heap_stats_s {
+    size_t blocks_in_use;  /* live blocks */
+    size_t bytes_in_use;   /* their usable bytes */
+    size_t os_bytes;       /* memory the heap holds: mapped (ma_heap_new) or
+                              used of the caller's region (ma_heap_new_in) */
+} ma_heap_stats_t;
+MA_API void ma_heap_stats(ma_heap_t *h, ma_heap_stats_t *out);
+
+/* A heap that lives entirely inside [base, base + size), caller memory (for
+ * example a file mapped with mmap), its metadata included; mapalloc never
+ * touches memory outside it and never maps memory for it. base must be
+ * 16-byte aligned and size at least MA_HEAP_IN_MIN; otherwise NULL with
+ * errno = EINVAL. When the region is full, allocations return NULL with
+ * errno = ENOMEM. ma_heap_destroy leaves the region to the caller (nothing
+ * is unmapped). The region must stay mapped until the heap is destroyed. */
+#define MA_HEAP_IN_MIN ((size_t)64 << 10)
+MA_API ma_heap_t *ma_heap_new_in(void *base, size_t size);
+
 #ifdef __cplusplus
 }
 #endif

@@ -50,24 +50,36 @@ static ma_heap_t *heap_get(ma_heap_t *heap) {
 }
 
 MA_NOINLINE void *ma_alloc_slow(ma_heap_t *heap, size_t size) {
-    if (size > MA_MEDIUM_MAX) return ma_large_alloc(size, MA_ALIGN_MIN, false);
+    if (size > MA_MEDIUM_MAX) return ma_large_alloc(size, MA_ALIGN_MIN, false, NULL);
     heap = heap_get(heap);
     if (!heap) return NULL;
     return heap_alloc_class(heap, ma_sizeclass_of(size));
 }
 
-/* align: a power of two. Up to a slice (64 KiB), pages start aligned, so a
- * class whose size is a multiple of align gives aligned blocks; beyond, or
- * for large sizes, the block gets a mapping of its own. */
+/* Any size, any alignment (a power of two), from a thread heap or a user
+ * heap. Up to a slice (64 KiB), pages start aligned, so a class whose size
+ * is a multiple of align gives aligned blocks; beyond, or for large sizes,
+ * the block gets a mapping of its own (on the user heap's list). */
+void *ma_alloc_in(ma_heap_t *heap, size_t size, size_t align, bool zero) {
+    void *p = NULL;
+    if (size <= MA_MEDIUM_MAX && align <= MA_SLICE_SIZE) {
+        unsigned cls = ma_sizeclass_of(size < align ? align : size);
+        while (cls < MA_CLASS_COUNT && (ma_sizeclass_size(cls) & (align - 1)) != 0) cls++;
+        if (cls < MA_CLASS_COUNT) {
+            p = heap_alloc_class(heap, cls);
+            if (p && zero) memset(p, 0, size);
+            return p;
+        }
+    }
+    ma_heap_t *owner = atomic_load_explicit(&heap->kind, memory_order_relaxed) == MA_HEAP_USER ? heap : NULL;
+    return ma_large_alloc(size, align < MA_ALIGN_MIN ? MA_ALIGN_MIN : align, zero, owner);
+}
+
 void *ma_alloc_aligned(size_t size, size_t align) {
     if (align <= MA_ALIGN_MIN) return ma_malloc(size);
-    if (size <= MA_MEDIUM_MAX && align <= MA_SLICE_SIZE) {
-        ma_heap_t *heap = heap_get(ma_heap_tls);
-        if (!heap) return NULL;
-        for (unsigned cls = ma_sizeclass_of(size < align ? align : size); cls < MA_CLASS_COUNT; cls++)
-            if ((ma_sizeclass_size(cls) & (align - 1)) == 0) return heap_alloc_class(heap, cls);
-    }
-    return ma_large_alloc(size, align, false);
+    if (size > MA_MEDIUM_MAX) return ma_large_alloc(size, align, false, NULL);
+    ma_heap_t *heap = heap_get(ma_heap_tls);
+    return heap ? ma_alloc_in(heap, size, align, false) : NULL;
 }
 
 void *ma_calloc(size_t count, size_t size) {
@@ -76,7 +88,7 @@ void *ma_calloc(size_t count, size_t size) {
         errno = ENOMEM;
         return NULL;
     }
-    if (total > MA_MEDIUM_MAX) return ma_large_alloc(total, MA_ALIGN_MIN, true);
+    if (total > MA_MEDIUM_MAX) return ma_large_alloc(total, MA_ALIGN_MIN, true, NULL);
     void *p = ma_malloc(total);
     if (p) memset(p, 0, total);
     return p;
@@ -89,9 +101,8 @@ void *ma_realloc(void *p, size_t size) {
         return NULL;
     }
     void *region = ma_region_of(p);
-    if (region && ma_region_is_large(region)) {
+    if (region && ma_region_is_large(region) && ma_large_owns(region, p)) {
         ma_large_t *large = region;
-        if (!ma_large_owns(large, p)) ma_diag_fatal_ptr("invalid realloc", p, 0);
         if (size > MA_MEDIUM_MAX) {
             void *q = ma_large_realloc(large, p, size);
             if (q) return q;

@@ -62,6 +62,18 @@ void ma_diag_fatal_ptr(const char *what, const void *p, int sclass) {
     abort();
 }
 
+/* "mapalloc: <before>0x...<after>" then abort(). */
+void ma_diag_fatal_around(const char *before, const void *p, const char *after) {
+    ma_buf_t b = {.len = 0};
+    ma_buf_str(&b, "mapalloc: ");
+    ma_buf_str(&b, before);
+    ma_buf_hex(&b, (uintptr_t)p);
+    ma_buf_str(&b, after);
+    ma_buf_str(&b, "\n");
+    ma_buf_flush(&b);
+    abort();
+}
+
 void ma_diag_fatal(const char *msg) {
     ma_buf_t b = {.len = 0};
     ma_buf_str(&b, "mapalloc: ");

@@ -76,14 +76,25 @@ void ma_free_remote(ma_page_t *page, ma_block_t *b) {
     }
 }
 
-/* NULL, large blocks, and pointers that are not ours. */
+/* A large mapping may be smaller than its 4 MiB chunk, and the rest of the
+ * chunk may hold other memory: a caller's region with a fixed heap among
+ * it. So when the byte map does not lead to a block that owns p, the fixed
+ * heaps are asked before p is declared invalid. */
+static ma_large_t *large_owning(void *region, const void *p) {
+    if (region == NULL || !ma_region_is_large(region)) return NULL;
+    return ma_large_owns(region, p) ? region : NULL;
+}
+
+/* NULL, large blocks, blocks of fixed heaps, and pointers that are not ours. */
 void ma_free_slow(void *p) {
     if (p == NULL) return;
-    void *region = ma_region_of(p);
-    if (region == NULL || !ma_region_is_large(region)) ma_diag_fatal_ptr("invalid free", p, 0);
-    ma_large_t *large = region;
     int saved = errno;
-    ma_large_free(large, p);
+    void *region = ma_region_of(p);
+    ma_large_t *large = large_owning(region, p);
+    ma_heap_t *fixed;
+    if (large) ma_large_free(large, p);
+    else if ((fixed = ma_fixed_find(p)) != NULL) ma_fixed_free(fixed, p, "invalid free");
+    else ma_diag_fatal_ptr("invalid free", p, region && ma_region_is_large(region) ? -1 : 0);
     errno = saved;
 }
 
@@ -91,13 +102,13 @@ void ma_free_slow(void *p) {
  * our live blocks is fatal, named after `what`. */
 size_t ma_usable_of(const void *p, const char *what) {
     void *region = ma_region_of(p);
-    if (region == NULL) ma_diag_fatal_ptr(what, p, 0);
-    if (ma_region_is_large(region)) {
-        ma_large_t *large = region;
-        if (!ma_large_owns(large, p) ||
-            atomic_load_explicit(&large->state, memory_order_relaxed) != MA_LARGE_LIVE)
-            ma_diag_fatal_ptr(what, p, -1);
-        return ma_large_usable(large);
+    if (region == NULL || ma_region_is_large(region)) {
+        ma_large_t *large = large_owning(region, p);
+        if (large && atomic_load_explicit(&large->state, memory_order_relaxed) == MA_LARGE_LIVE)
+            return ma_large_usable(large);
+        ma_heap_t *fixed = large ? NULL : ma_fixed_find(p);
+        if (fixed == NULL) ma_diag_fatal_ptr(what, p, region ? -1 : 0);
+        return ma_fixed_usable(fixed, p, what);
     }
     ma_page_t *page = ma_segment_page_of(region, p);
     if (ma_page_block_index(page, p) == UINT32_MAX) ma_diag_fatal_ptr(what, p, 0);

@@ -82,15 +82,53 @@ static void direct_update(ma_heap_t *heap, unsigned cls) {
     for (size_t i = lo; i <= size >> 4; i++) heap->direct[i] = page;
 }
 
+/* An emptied page's span is kept as a spare (up to MA_SPARE_MAX spans,
+ * MA_SPARE_SLICES slices) for the heap's next page of any class with the
+ * same span length: no lock, no purge and no page faults when a program
+ * keeps emptying and refilling pages. The spare's descriptor says "no
+ * blocks" (capacity 0), so a stale pointer into it is an invalid free. */
 static void page_release(ma_heap_t *heap, ma_page_t *page) {
     heap->class_allocs[page->sclass] += page->allocs;
+    if (heap->spare_count < MA_SPARE_MAX && heap->spare_slices + page->slice_count <= MA_SPARE_SLICES) {
+        __atomic_store_n(&page->capacity, 0, __ATOMIC_RELAXED);
+        page->block_size = 0;
+        page->allocs = page->frees = 0;
+        heap->spare[heap->spare_count++] = page;
+        heap->spare_slices += page->slice_count;
+        return;
+    }
     ma_segment_span_free(page);
+}
+
+static ma_page_t *spare_take(ma_heap_t *heap, unsigned slices) {
+    for (uint32_t i = heap->spare_count; i-- > 0;) {
+        ma_page_t *page = heap->spare[i];
+        if (page->slice_count != slices) continue;
+        heap->spare[i] = heap->spare[--heap->spare_count];
+        heap->spare_slices -= slices;
+        return page;
+    }
+    return NULL;
+}
+
+/* Spares back to their segments (thread exit, trim). */
+static void spare_flush(ma_heap_t *heap) {
+    while (heap->spare_count > 0) {
+        ma_page_t *page = heap->spare[--heap->spare_count];
+        ma_segment_span_free(page);
+    }
+    heap->spare_slices = 0;
 }
 
 static ma_page_t *page_new(ma_heap_t *heap, unsigned cls) {
     bool zero;
-    ma_page_t *page = ma_segment_span_alloc(ma_sizeclass_slices(cls), &zero);
-    if (!page) return NULL;
+    unsigned slices = ma_sizeclass_slices(cls);
+    ma_page_t *page = spare_take(heap, slices);
+    if (!page) {
+        ma_heap_t *owner = atomic_load_explicit(&heap->kind, memory_order_relaxed) == MA_HEAP_USER ? heap : NULL;
+        page = ma_segment_span_alloc(slices, &zero, owner);
+        if (!page) return NULL;
+    }
     ma_page_setup(page, heap, cls);
     return page;
 }
@@ -180,6 +218,7 @@ void ma_heap_collect(ma_heap_t *heap, bool release_all) {
         }
         direct_update(heap, cls);
     }
+    if (release_all) spare_flush(heap);
 }
 
 /* ---- Thread start and exit -------------------------------------------------- */
@@ -214,8 +253,12 @@ ma_heap_t *ma_heap_thread_init(void) {
     return heap;
 }
 
-/* pthread key destructor: the thread is exiting. Later frees by this
- * thread take the remote path; a later malloc adopts a heap again. */
+/* pthread key destructor: the thread is exiting. All its empty pages and
+ * spares go back to the segments, where any thread can use them. (Keeping
+ * the first page of each class for the next thread was measured: with
+ * threads that use many classes it let RSS climb with every generation.)
+ * Later frees by this thread take the remote path; a later malloc adopts a
+ * heap again. */
 void ma_heap_thread_done(void *arg) {
     ma_heap_t *heap = arg;
     if (heap == NULL || heap == &ma_heap_empty) return;
@@ -231,6 +274,71 @@ void ma_heap_thread_done(void *arg) {
 void ma_heap_collect_abandoned(void) {
     ma_lock(&heaps_lock);
     for (ma_heap_t *heap = abandoned; heap; heap = heap->next_abandoned) ma_heap_collect(heap, true);
+    ma_unlock(&heaps_lock);
+}
+
+/* ---- User heaps ------------------------------------------------------------ */
+
+/* Destroyed heap structs are reused only after QUARANTINE others, so that
+ * using a destroyed heap is caught for a while rather than hitting a new
+ * heap in the same place. */
+#define QUARANTINE 16
+static ma_heap_t *dead_first, *dead_last;
+static unsigned dead_count;
+
+/* The queues and lists of a heap, emptied (its pages are gone or unused). */
+static void heap_clear(ma_heap_t *heap) {
+    heap->spare_count = 0;  /* in the heap's own segments: gone with them */
+    heap->spare_slices = 0;
+    for (unsigned i = 0; i < MA_DIRECT_COUNT; i++) heap->direct[i] = &ma_page_empty;
+    memset(heap->queue, 0, sizeof heap->queue);
+    memset(&heap->full, 0, sizeof heap->full);
+    atomic_store_explicit(&heap->remote_full, 0, memory_order_relaxed);
+}
+
+ma_heap_t *ma_heap_user_new(void) {
+    ma_process_init();
+    ma_lock(&heaps_lock);
+    ma_heap_t *heap;
+    if (dead_count > QUARANTINE) {
+        heap = dead_first;
+        dead_first = heap->next_abandoned;
+        if (!dead_first) dead_last = NULL;
+        dead_count--;
+    } else {
+        heap = heap_new_locked();
+    }
+    ma_unlock(&heaps_lock);
+    if (!heap) return NULL;
+    heap_clear(heap);
+    heap->large_list = NULL;
+    heap->segment_count = 0;
+    heap->fixed = NULL;
+    pthread_mutex_init(&heap->large_lock, NULL);
+    atomic_store_explicit(&heap->busy, 0, memory_order_relaxed);
+    atomic_store_explicit(&heap->kind, MA_HEAP_USER, memory_order_release);
+    return heap;
+}
+
+/* Every page and large block of a user heap back to the OS; the heap is
+ * empty afterwards. Time: its segments and large blocks, not its blocks. */
+void ma_heap_user_release(ma_heap_t *heap) {
+    for (unsigned cls = 1; cls < MA_CLASS_COUNT; cls++)
+        for (ma_page_t *page = heap->queue[cls].first; page; page = page->next)
+            heap->class_allocs[cls] += page->allocs;
+    ma_large_release_owner(heap);
+    ma_segment_release_owner(heap);
+    heap_clear(heap);
+}
+
+void ma_heap_user_retire(ma_heap_t *heap) {
+    atomic_store_explicit(&heap->kind, MA_HEAP_DEAD, memory_order_release);
+    ma_lock(&heaps_lock);
+    heap->next_abandoned = NULL;
+    if (dead_last) dead_last->next_abandoned = heap;
+    else dead_first = heap;
+    dead_last = heap;
+    dead_count++;
     ma_unlock(&heaps_lock);
 }
 

@@ -55,6 +55,8 @@
 #define MA_SEGMENT_SLICES (MA_SEGMENT_SIZE / MA_SLICE_SIZE) /* 64 */
 #define MA_SLICES_USABLE (~(uint64_t)1)       /* slice 0 holds the header */
 #define MA_SPAN_MAX_SLICES 32u
+#define MA_SPARE_MAX 4u                       /* spare spans a heap keeps ... */
+#define MA_SPARE_SLICES 16u                   /* ... of at most 1 MiB in all */
 
 #define MA_SMALL_MAX 1024u                    /* sizes served through heap->direct */
 #define MA_DIRECT_COUNT (MA_SMALL_MAX / 16 + 1)
@@ -118,6 +120,8 @@ typedef struct ma_segment_s {
     uint64_t dirty_mask;      /* segment lock: free slices that may be resident */
     uint64_t dirty_old;       /* segment lock: dirty since before the last tick */
     struct ma_segment_s *next, *prev;  /* segment lock: list of all segments */
+    ma_heap_t *owner;         /* the user heap whose pages it holds; NULL: shared */
+    uint64_t pad;
     ma_page_t pages[MA_SEGMENT_SLICES]; /* one descriptor per slice */
 } ma_segment_t;
 _Static_assert(offsetof(ma_segment_t, pages) % 64 == 0, "descriptors on cache lines");
@@ -129,7 +133,9 @@ typedef struct ma_large_s {
     size_t map_size;          /* bytes mapped from the header on */
     size_t offset;            /* user pointer = header + offset */
     uint64_t cached_at;       /* ms, while cached */
-    struct ma_large_s *next;  /* segment lock: cache list */
+    struct ma_large_s *next;  /* segment lock: cache list; or owner's large_lock: its list */
+    struct ma_large_s *prev;  /* owner's large_lock: its list */
+    ma_heap_t *heap;          /* the user heap it belongs to, or NULL */
 } ma_large_t;
 
 /* ---- Heaps -------------------------------------------------------------- */
@@ -143,13 +149,30 @@ struct ma_heap_s {
     ma_pageq_t queue[MA_CLASS_COUNT];    /* pages that may have room, per class */
     ma_pageq_t full;                     /* pages with no room (notify set) */
     uint64_t class_allocs[MA_CLASS_COUNT]; /* allocs folded out of pages */
+    ma_page_t *spare[MA_SPARE_MAX];      /* emptied spans kept for the next pages */
+    uint32_t spare_count;
+    uint32_t spare_slices;
     /* Any thread. */
     _Atomic uintptr_t remote_full;       /* blocks freed into parked pages */
     /* Under the heaps lock. */
     bool owned;                          /* a live thread uses this heap */
-    ma_heap_t *next_abandoned;
+    ma_heap_t *next_abandoned;           /* also: next destroyed user heap */
     ma_heap_t *next_all;
+    /* User heaps (ma_heap_new / ma_heap_new_in). */
+    _Atomic uint32_t kind;               /* ma_heap_kind_t */
+    _Atomic uint32_t busy;               /* an ma_heap_ call is running */
+    pthread_mutex_t large_lock;          /* guards large_list */
+    ma_large_t *large_list;              /* this heap's large blocks */
+    uint64_t segment_count;              /* segment lock: segments it owns */
+    void *fixed;                         /* fixed.c's state (ma_heap_new_in) */
 };
+
+typedef enum {
+    MA_HEAP_THREAD = 0,   /* a thread's heap (the memory is zero-filled) */
+    MA_HEAP_USER = 0x55e7,  /* ma_heap_new: pages in segments of its own */
+    MA_HEAP_FIXED = 0xf1ed, /* ma_heap_new_in: everything in caller memory */
+    MA_HEAP_DEAD = 0xdead,  /* destroyed */
+} ma_heap_kind_t;
 
 /* ---- Globals ------------------------------------------------------------ */
 extern uintptr_t ma_key MA_HIDDEN;                 /* free-list secret */
@@ -191,6 +214,7 @@ MA_HIDDEN void ma_buf_hex(ma_buf_t *b, uintptr_t v);
 MA_HIDDEN void ma_buf_flush(ma_buf_t *b);
 MA_HIDDEN _Noreturn void ma_diag_fatal_ptr(const char *what, const void *p, int sclass);
 MA_HIDDEN _Noreturn void ma_diag_fatal(const char *msg);
+MA_HIDDEN _Noreturn void ma_diag_fatal_around(const char *before, const void *p, const char *after);
 MA_HIDDEN _Noreturn void ma_diag_assert_fail(const char *cond, const char *file, int line);
 MA_HIDDEN void ma_diag_warn(const char *msg, const char *detail);
 
@@ -220,7 +244,8 @@ static inline unsigned ma_sizeclass_of(size_t n) {
 }
 
 /* ---- segment.c: segments, spans, the byte map, purging ------------------ */
-MA_HIDDEN ma_page_t *ma_segment_span_alloc(unsigned slices, bool *zero);
+MA_HIDDEN ma_page_t *ma_segment_span_alloc(unsigned slices, bool *zero, ma_heap_t *owner);
+MA_HIDDEN void ma_segment_release_owner(ma_heap_t *owner);
 MA_HIDDEN void ma_segment_span_free(ma_page_t *page);
 MA_HIDDEN void ma_segment_map_set(uintptr_t base, uint8_t v);
 MA_HIDDEN void ma_segment_tick(bool force);
@@ -238,18 +263,25 @@ enum {
     MA_MAP_NONE = 0,     /* not ours */
     MA_MAP_SEGMENT = 1,  /* a segment of small blocks starts here */
     MA_MAP_LARGE = 2,    /* a large mapping starts here */
-    /* MA_MAP_LARGE + k: a large mapping starts k boundaries lower (blocks
-     * aligned to more than 4 MiB, whose first boundary holds no header) */
+    /* MA_MAP_LARGE + k, k <= MA_MAP_BACK_MAX: a large mapping starts k
+     * boundaries lower (blocks aligned to more than 4 MiB, whose first
+     * boundary holds no header) */
+    MA_MAP_FIXED = 255,  /* overlaps caller memory holding a fixed heap (fixed.c) */
 };
+#define MA_MAP_BACK_MAX 128   /* so alignments up to 512 MiB */
+
+static inline uint8_t ma_map_value(const void *p) {
+    uintptr_t a = (uintptr_t)p;
+    if (MA_UNLIKELY(a >> MA_ADDR_BITS)) return MA_MAP_NONE;
+    return atomic_load_explicit(&ma_segmap[a >> MA_SEGMENT_SHIFT], memory_order_relaxed);
+}
 
 /* The region holding p - a segment or a large header - or NULL if p is
  * not ours. Constant time, reads nothing at p. */
 static inline void *ma_region_of(const void *p) {
-    uintptr_t a = (uintptr_t)p;
-    if (MA_UNLIKELY(a >> MA_ADDR_BITS)) return NULL;  /* also keeps the index in range */
-    uint8_t v = atomic_load_explicit(&ma_segmap[a >> MA_SEGMENT_SHIFT], memory_order_relaxed);
-    if (v == MA_MAP_NONE) return NULL;
-    uintptr_t base = a & ~MA_SEGMENT_MASK;
+    uint8_t v = ma_map_value(p);
+    if (v == MA_MAP_NONE || v == MA_MAP_FIXED) return NULL;
+    uintptr_t base = (uintptr_t)p & ~MA_SEGMENT_MASK;
     if (v > MA_MAP_LARGE) base -= (uintptr_t)(v - MA_MAP_LARGE) << MA_SEGMENT_SHIFT;
     return (void *)base;
 }
@@ -309,10 +341,16 @@ MA_HIDDEN void ma_heap_fork_prepare(void);
 MA_HIDDEN void ma_heap_fork_parent(void);
 MA_HIDDEN void ma_heap_fork_child(void);
 MA_HIDDEN void ma_heap_sum_class_allocs(uint64_t *out);
+MA_HIDDEN ma_heap_t *ma_heap_user_new(void);
+MA_HIDDEN void ma_heap_user_release(ma_heap_t *heap);
+MA_HIDDEN void ma_heap_user_retire(ma_heap_t *heap);
 MA_HIDDEN uint64_t ma_heap_count(void);
 
 /* ---- large.c: blocks mapped on their own -------------------------------- */
-MA_HIDDEN void *ma_large_alloc(size_t size, size_t align, bool zero);
+MA_HIDDEN void *ma_large_alloc(size_t size, size_t align, bool zero, ma_heap_t *owner);
+MA_HIDDEN void ma_large_release_owner(ma_heap_t *owner);
+typedef int ma_large_visit_fn(ma_large_t *large, void *arg);
+MA_HIDDEN int ma_large_visit_owner(ma_heap_t *owner, ma_large_visit_fn *fn, void *arg);
 MA_HIDDEN void ma_large_free(ma_large_t *large, const void *p);
 MA_HIDDEN void *ma_large_realloc(ma_large_t *large, void *p, size_t size);
 MA_HIDDEN size_t ma_large_usable(const ma_large_t *large);
@@ -323,9 +361,26 @@ typedef struct ma_large_stats_s {
 } ma_large_stats_t;
 MA_HIDDEN void ma_large_stats(ma_large_stats_t *out);
 
+/* ---- fixed.c: heaps inside caller memory (ma_heap_new_in) ---------------
+ * The heap struct and all other metadata live in [base, base + size).
+ * Blocks are 16-byte aligned. Any thread may free a block (ma_fixed_free);
+ * the others are called one thread at a time (the ma_heap_ rules). The
+ * byte map marks with MA_MAP_FIXED every 4 MiB chunk a live region overlaps;
+ * ma_fixed_find tells which region, if any, holds a pointer. */
+MA_HIDDEN ma_heap_t *ma_fixed_new(void *base, size_t size);       /* NULL + EINVAL if unusable */
+MA_HIDDEN void *ma_fixed_alloc(ma_heap_t *h, size_t size, size_t align, bool zero); /* NULL + ENOMEM */
+MA_HIDDEN ma_heap_t *ma_fixed_find(const void *p);                /* any thread */
+MA_HIDDEN void ma_fixed_free(ma_heap_t *h, void *p, const char *what); /* any thread; fatal if invalid */
+MA_HIDDEN size_t ma_fixed_usable(ma_heap_t *h, const void *p, const char *what); /* fatal if invalid */
+MA_HIDDEN void ma_fixed_reset(ma_heap_t *h);
+MA_HIDDEN void ma_fixed_destroy(ma_heap_t *h);                    /* unmarks the byte map */
+MA_HIDDEN int ma_fixed_visit(ma_heap_t *h, ma_heap_visit_fn *fn, void *arg);
+MA_HIDDEN void ma_fixed_stats(ma_heap_t *h, ma_heap_stats_t *out);
+
 /* ---- alloc.c / free.c: the entry points' bodies ------------------------- */
 MA_HIDDEN void *ma_alloc_slow(ma_heap_t *heap, size_t size);
 MA_HIDDEN void *ma_alloc_aligned(size_t size, size_t align);
+MA_HIDDEN void *ma_alloc_in(ma_heap_t *heap, size_t size, size_t align, bool zero);
 MA_HIDDEN void ma_free_local(ma_heap_t *heap, ma_page_t *page, ma_block_t *b);
 MA_HIDDEN void ma_free_remote(ma_page_t *page, ma_block_t *b);
 MA_HIDDEN void ma_free_slow(void *p);

@@ -9,6 +9,8 @@
  * ones. A cached mapping is resized to the new request with munmap of its
  * tail or mremap, and growing a live block moves pages with mremap instead
  * of copying bytes. The cache shares the segment lock.
+ * A large block of a user heap (ma_heap_new) is also on its heap's list,
+ * under the heap's large_lock, so ma_heap_destroy can unmap them all.
  */
 #include <errno.h>
 #include <string.h>
@@ -19,6 +21,7 @@ static uint64_t cache_bytes;
 static ma_large_stats_t stats;     /* segment lock */
 
 #define SHRINK_SLACK ((size_t)64 << 10)  /* smaller excess stays mapped */
+#define REFIT_SLACK ((size_t)8 << 20)    /* a reused mapping keeps this much extra */
 
 static size_t round_page(size_t n) { return (n + MA_OS_PAGE - 1) & ~(size_t)(MA_OS_PAGE - 1); }
 
@@ -29,8 +32,34 @@ static void cache_remove(ma_large_t **link) {
 }
 
 static void unmap_large(ma_large_t *large) {
-    ma_segment_map_set((uintptr_t)large, 0);
+    if (large->offset >= MA_SEGMENT_SIZE)
+        ma_segment_map_set((uintptr_t)large + large->offset, MA_MAP_NONE);
+    ma_segment_map_set((uintptr_t)large, MA_MAP_NONE);
     ma_os_unmap(large, large->map_size);
+}
+
+/* ---- A user heap's list (its large_lock held) ---- */
+
+static void owner_link(ma_large_t *large) {
+    ma_heap_t *h = large->heap;
+    large->prev = NULL;
+    large->next = h->large_list;
+    if (h->large_list) h->large_list->prev = large;
+    h->large_list = large;
+}
+
+static void owner_unlink(ma_large_t *large) {
+    if (large->prev) large->prev->next = large->next;
+    else large->heap->large_list = large->next;
+    if (large->next) large->next->prev = large->prev;
+    large->next = large->prev = NULL;
+}
+
+/* After mremap moved a block: its neighbours point at the old address. */
+static void owner_relink(ma_large_t *moved) {
+    if (moved->prev) moved->prev->next = moved;
+    else moved->heap->large_list = moved;
+    if (moved->next) moved->next->prev = moved;
 }
 
 /* Unmap cached mappings older than the purge delay (all of them with all),
@@ -74,28 +103,33 @@ static ma_large_t *cache_take_locked(size_t need) {
 /* Fit a cached mapping to `need` bytes; NULL (and it is gone) on failure. */
 static ma_large_t *refit(ma_large_t *large, size_t need) {
     if (large->map_size >= need) {
-        if (large->map_size - need >= SHRINK_SLACK && ma_os_shrink(large, large->map_size, need))
+        /* The tail stays unless it is both big and most of the mapping:
+         * cutting it drops resident pages that the next, larger request
+         * would fault back in (the usable size is the whole mapping). */
+        size_t excess = large->map_size - need;
+        if (excess > REFIT_SLACK && excess / 3 > need && ma_os_shrink(large, large->map_size, need))
             large->map_size = need;
         return large;
     }
     size_t old_size = large->map_size;
     ma_large_t *moved = ma_os_remap_aligned(large, old_size, need, MA_SEGMENT_SIZE);
     if (!moved) {
-        ma_segment_map_set((uintptr_t)large, 0);
+        ma_segment_map_set((uintptr_t)large, MA_MAP_NONE);
         ma_os_unmap(large, old_size);
         return NULL;
     }
     if (moved != large) {
-        ma_segment_map_set((uintptr_t)large, 0);
+        ma_segment_map_set((uintptr_t)large, MA_MAP_NONE);
         ma_segment_map_set((uintptr_t)moved, MA_MAP_LARGE);
     }
     moved->map_size = need;
     return moved;
 }
 
-void *ma_large_alloc(size_t size, size_t align, bool zero) {
+void *ma_large_alloc(size_t size, size_t align, bool zero, ma_heap_t *owner) {
     ma_process_init();
-    if (size > (size_t)PTRDIFF_MAX - 2 * MA_SEGMENT_SIZE || align > (size_t)1 << 40) {
+    if (size > (size_t)PTRDIFF_MAX - 2 * MA_SEGMENT_SIZE ||
+        align > ((size_t)MA_MAP_BACK_MAX << MA_SEGMENT_SHIFT)) {
         errno = ENOMEM;
         return NULL;
     }
@@ -127,12 +161,18 @@ void *ma_large_alloc(size_t size, size_t align, bool zero) {
         ma_segment_map_set((uintptr_t)large, MA_MAP_LARGE);
     }
     large->offset = offset;
-    large->next = NULL;
+    large->next = large->prev = NULL;
+    large->heap = owner;
     uint8_t *p = (uint8_t *)large + offset;
     if (offset >= MA_SEGMENT_SIZE)
         ma_segment_map_set((uintptr_t)p, (uint8_t)(MA_MAP_LARGE + (offset >> MA_SEGMENT_SHIFT)));
     atomic_store_explicit(&large->state, MA_LARGE_LIVE, memory_order_release);
     if (zero && !fresh) memset(p, 0, size);
+    if (owner) {
+        ma_lock(&owner->large_lock);
+        owner_link(large);
+        ma_unlock(&owner->large_lock);
+    }
     ma_segment_lock();
     stats.count++;
     stats.bytes += large->map_size;
@@ -155,6 +195,13 @@ void ma_large_free(ma_large_t *large, const void *p) {
     if (!atomic_compare_exchange_strong_explicit(&large->state, &expected, MA_LARGE_CACHED,
                                                  memory_order_acq_rel, memory_order_relaxed))
         ma_diag_fatal_ptr("double free", p, -1);
+    if (large->heap) {
+        ma_heap_t *h = large->heap;
+        ma_lock(&h->large_lock);
+        owner_unlink(large);
+        large->heap = NULL;
+        ma_unlock(&h->large_lock);
+    }
     uint64_t cap = (uint64_t)ma_option(MA_OPT_LARGE_CACHE_MB) << 20;
     bool keep = large->offset < MA_SEGMENT_SIZE && large->map_size <= cap;
     ma_segment_lock();
@@ -169,7 +216,6 @@ void ma_large_free(ma_large_t *large, const void *p) {
         cache_bytes += large->map_size;
         stats.cached_bytes = cache_bytes;
     } else {
-        if (large->offset >= MA_SEGMENT_SIZE) ma_segment_map_set((uintptr_t)p, 0);
         unmap_large(large);
     }
     ma_large_cache_expire_locked(now, false);
@@ -183,7 +229,9 @@ void *ma_large_realloc(ma_large_t *large, void *p, size_t size) {
     size_t usable = ma_large_usable(large);
     if (size <= usable) {
         size_t need = round_page(large->offset + size);
-        if (usable - size >= SHRINK_SLACK && size > MA_MEDIUM_MAX) {
+        /* Only a real shrink gives memory back: a block that just grew with
+         * headroom keeps it for the next realloc. */
+        if (size < usable / 2 && usable - size >= SHRINK_SLACK && size > MA_MEDIUM_MAX) {
             size_t old = large->map_size;
             if (ma_os_shrink(large, old, need)) {
                 large->map_size = need;
@@ -201,12 +249,16 @@ void *ma_large_realloc(ma_large_t *large, void *p, size_t size) {
     size_t ahead = round_page(large->map_size + large->map_size / 4);
     if (need < ahead) need = ahead;
     size_t old = large->map_size;
+    ma_heap_t *owner = large->heap;  /* its list must not see the move half done */
+    if (owner) ma_lock(&owner->large_lock);
     ma_large_t *moved = ma_os_remap_aligned(large, old, need, MA_SEGMENT_SIZE);
-    if (!moved) return NULL;
-    if (moved != large) {
-        ma_segment_map_set((uintptr_t)large, 0);
+    if (moved && moved != large) {
+        ma_segment_map_set((uintptr_t)large, MA_MAP_NONE);
         ma_segment_map_set((uintptr_t)moved, MA_MAP_LARGE);
+        if (owner) owner_relink(moved);
     }
+    if (owner) ma_unlock(&owner->large_lock);
+    if (!moved) return NULL;
     moved->map_size = need;
     ma_segment_lock();
     stats.bytes += need - old;
@@ -220,4 +272,32 @@ void ma_large_stats(ma_large_stats_t *out) {
     *out = stats;
     out->cached_bytes = cache_bytes;
     ma_segment_unlock();
+}
+
+/* ma_heap_destroy and _reset: unmap every large block of the heap. */
+void ma_large_release_owner(ma_heap_t *owner) {
+    ma_lock(&owner->large_lock);
+    ma_large_t *list = owner->large_list;
+    owner->large_list = NULL;
+    ma_unlock(&owner->large_lock);
+    while (list) {
+        ma_large_t *next = list->next;
+        ma_segment_lock();
+        stats.count--;
+        stats.bytes -= list->map_size;
+        ma_segment_account_locked(-(int64_t)list->map_size);
+        ma_segment_unlock();
+        unmap_large(list);
+        list = next;
+    }
+}
+
+/* fn on each large block of the heap, under its large_lock; stops at the
+ * first non-zero result and returns it. */
+int ma_large_visit_owner(ma_heap_t *owner, ma_large_visit_fn *fn, void *arg) {
+    int r = 0;
+    ma_lock(&owner->large_lock);
+    for (ma_large_t *large = owner->large_list; large && r == 0; large = large->next) r = fn(large, arg);
+    ma_unlock(&owner->large_lock);
+    return r;
 }

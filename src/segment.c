@@ -17,7 +17,8 @@
 _Atomic uint8_t ma_segmap[MA_SEGMAP_ENTRIES];
 
 static pthread_mutex_t seg_lock = PTHREAD_MUTEX_INITIALIZER;
-static ma_segment_t *seg_list;     /* all segments */
+static ma_segment_t *seg_list;     /* all segments, oldest first */
+static ma_segment_t *seg_last;
 static uint64_t dirty_bytes;       /* free slices that may be resident */
 static uint64_t inuse_bytes;       /* bytes in spans and live large mappings */
 static uint64_t inuse_peak;
@@ -36,11 +37,16 @@ static uint64_t run_mask(unsigned first, unsigned count) {
     return ones << first;
 }
 
-/* Index of the lowest run of `count` set bits in mask, or -1. */
+/* Index of a run of `count` set bits in mask, or -1: the lowest run for
+ * short spans, the highest for long ones, so the two kinds grow from the
+ * two ends of a segment and small spans do not break up the long runs that
+ * big pages need. */
+#define LONG_SPAN 4u
 static int find_run(uint64_t mask, unsigned count) {
     uint64_t starts = mask;
     for (unsigned i = 1; i < count && starts; i++) starts &= mask >> i;
-    return starts ? __builtin_ctzll(starts) : -1;
+    if (!starts) return -1;
+    return count >= LONG_SPAN ? 63 - __builtin_clzll(starts) : __builtin_ctzll(starts);
 }
 
 static size_t slices_bytes(uint64_t mask) { return (size_t)__builtin_popcountll(mask) << MA_SLICE_SHIFT; }
@@ -66,16 +72,35 @@ static void list_remove(ma_segment_t *seg) {
     if (seg->prev) seg->prev->next = seg->next;
     else seg_list = seg->next;
     if (seg->next) seg->next->prev = seg->prev;
+    else seg_last = seg->prev;
 }
 
+/* Unmap a segment, whatever it still holds (a destroyed heap's pages). */
 static void segment_unmap(ma_segment_t *seg) {
     list_remove(seg);
+    uint64_t used = ~seg->free_mask & MA_SLICES_USABLE;
     dirty_bytes -= slices_bytes(seg->dirty_mask);
-    /* Purged slices are already out of "committed"; unmap takes the rest. */
-    size_t purged = MA_SEGMENT_SIZE - MA_SLICE_SIZE - slices_bytes(seg->dirty_mask);
-    atomic_fetch_add_explicit(&ma_os_stats.committed, purged, memory_order_relaxed);
-    ma_segment_map_set((uintptr_t)seg, 0);
+    ma_segment_account_locked(-(int64_t)slices_bytes(used));
+    if (seg->owner) seg->owner->segment_count--;
+    /* Purged and never-used slices are already out of "committed"; put
+     * them back so that unmapping takes exactly the segment's size. */
+    size_t resident = MA_SLICE_SIZE + slices_bytes(used | seg->dirty_mask);
+    atomic_fetch_add_explicit(&ma_os_stats.committed, MA_SEGMENT_SIZE - resident, memory_order_relaxed);
+    ma_segment_map_set((uintptr_t)seg, MA_MAP_NONE);
     ma_os_unmap(seg, MA_SEGMENT_SIZE);
+    /* "released" counts what was resident: purged slices were counted. */
+    atomic_fetch_sub_explicit(&ma_os_stats.released, MA_SEGMENT_SIZE - resident, memory_order_relaxed);
+}
+
+/* ma_heap_destroy and _reset: every segment of the heap goes back at once. */
+void ma_segment_release_owner(ma_heap_t *owner) {
+    ma_lock(&seg_lock);
+    ma_segment_t *next;
+    for (ma_segment_t *seg = seg_list; seg; seg = next) {
+        next = seg->next;
+        if (seg->owner == owner) segment_unmap(seg);
+    }
+    ma_unlock(&seg_lock);
 }
 
 /* Purge what has been dirty for a whole delay, unmap segments that stayed
@@ -120,10 +145,11 @@ size_t ma_segment_trim(void) {
     return released;
 }
 
-static ma_segment_t *segment_new(void) {
+static ma_segment_t *segment_new(ma_heap_t *owner) {
     ma_segment_t *seg = ma_os_map_aligned(MA_SEGMENT_SIZE, MA_SEGMENT_SIZE);
     if (!seg) return NULL;
     seg->kind = MA_KIND_SEGMENT;
+    seg->owner = owner;
     seg->free_mask = MA_SLICES_USABLE;
     /* Fresh slices are neither resident nor counted as committed. */
     atomic_fetch_sub_explicit(&ma_os_stats.committed, MA_SEGMENT_SIZE - MA_SLICE_SIZE,
@@ -151,13 +177,15 @@ static ma_page_t *take_span(ma_segment_t *seg, unsigned first, unsigned count) {
     return page;
 }
 
-/* A span of `slices` slices, preferring slices that are still resident (no
- * page faults) and low segments (so high ones can empty out). */
-ma_page_t *ma_segment_span_alloc(unsigned slices, bool *zero) {
+/* A span of `slices` slices in a segment of `owner` (NULL: the shared
+ * ones), preferring slices that are still resident (no page faults) and
+ * low segments (so high ones can empty out). */
+ma_page_t *ma_segment_span_alloc(unsigned slices, bool *zero, ma_heap_t *owner) {
     ma_lock(&seg_lock);
     tick_locked(false);
     for (int pass = 0; pass < 2; pass++) {
         for (ma_segment_t *seg = seg_list; seg; seg = seg->next) {
+            if (seg->owner != owner) continue;
             uint64_t mask = pass == 0 ? (seg->free_mask & seg->dirty_mask) : seg->free_mask;
             int first = find_run(mask, slices);
             if (first >= 0) {
@@ -170,14 +198,19 @@ ma_page_t *ma_segment_span_alloc(unsigned slices, bool *zero) {
         }
     }
     ma_unlock(&seg_lock);
-    ma_segment_t *seg = segment_new();
+    ma_segment_t *seg = segment_new(owner);
     if (!seg) return NULL;
     ma_lock(&seg_lock);
-    seg->next = seg_list;
-    if (seg_list) seg_list->prev = seg;
-    seg_list = seg;
+    if (owner) owner->segment_count++;
+    /* At the end: older segments are searched first and fill up, so the
+     * newer ones can empty out and be unmapped. */
+    seg->next = NULL;
+    seg->prev = seg_last;
+    if (seg_last) seg_last->next = seg;
+    else seg_list = seg;
+    seg_last = seg;
     *zero = true;
-    ma_page_t *page = take_span(seg, 1, slices);
+    ma_page_t *page = take_span(seg, (unsigned)find_run(seg->free_mask, slices), slices);
     ma_unlock(&seg_lock);
     return page;
 }

@@ -91,7 +91,7 @@ static ma_heap_t fake_heap;
 static void test_page_lists(void) {
     bool zero;
     unsigned cls = ma_sizeclass_of(100);
-    ma_page_t *page = ma_segment_span_alloc(ma_sizeclass_slices(cls), &zero);
+    ma_page_t *page = ma_segment_span_alloc(ma_sizeclass_slices(cls), &zero, NULL);
     if (!CHECK(page != NULL)) return;
     CHECK_EQ_U((uintptr_t)page->start % MA_SLICE_SIZE, 0);
     ma_page_setup(page, &fake_heap, cls);
@@ -155,7 +155,7 @@ static void test_spans(void) {
     unsigned sizes[40];
     for (int i = 0; i < 40; i++) {
         sizes[i] = 1u << (i % 6);
-        spans[i] = ma_segment_span_alloc(sizes[i], &zero);
+        spans[i] = ma_segment_span_alloc(sizes[i], &zero, NULL);
         if (!CHECK(spans[i] != NULL)) return;
         CHECK_EQ_U((uintptr_t)spans[i]->start % MA_SLICE_SIZE, 0);
         CHECK_EQ_U(spans[i]->slice_count, sizes[i]);
