@@ -10,10 +10,20 @@
 #include <string.h>
 #include "internal.h"
 
-/* The link is cleared so that a block freed without being written to does
- * not look like a free block to the double-free check (free.c). */
+static MA_COLD void corrupted_link(ma_page_t *page, ma_block_t *b) {
+    ma_diag_fatal_ptr("corrupted free list at", b, page->sclass);
+}
+
+/* The block must lie in its page's segment (the descriptor lives in the
+ * segment's header, so one XOR tells), checked before its link is read: a
+ * write after free or an overflow that hit a free block's link cannot make
+ * malloc hand out, or read, an address outside the segment, and the key
+ * makes a forged link point anywhere but where intended. The link is then
+ * cleared so that a block freed without being written to does not look
+ * free to the double-free check (free.c). */
 static inline void *page_pop(ma_page_t *page) {
     ma_block_t *b = page->free;
+    if (MA_UNLIKELY(((uintptr_t)b ^ (uintptr_t)page) >= MA_SEGMENT_SIZE)) corrupted_link(page, b);
     page->free = ma_block_decode(b->next);
     page->allocs++;
     b->next = 0;
