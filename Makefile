@@ -13,6 +13,9 @@ DEBUG_BUILD ?= build-debug
 PREFIX     ?= /usr/local
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 QUICK      ?=
+# The main job's interpreter: Debian's python3 itself, not a wrapper script
+# (a wrapper's own processes would each print a statistics report).
+PYTHON     ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || command -v python3)
 CMAKE_ARGS ?=
 
 .PHONY: all configure test run install bench debug clean
@@ -32,7 +35,7 @@ test: all
 	$(CTEST) --test-dir $(BUILD) --output-on-failure -j2 --timeout 300
 
 run: all
-	$(BUILD)/mapalloc --stats env PYTHONMALLOC=malloc python3 examples/workload.py
+	$(BUILD)/mapalloc --stats env PYTHONMALLOC=malloc $(PYTHON) examples/workload.py
 
 install: all
 	$(CMAKE) --install $(BUILD) --prefix $(PREFIX)
