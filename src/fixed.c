@@ -18,13 +18,15 @@
  *  - blocks tile [arena, end) exactly, and no two free blocks are adjacent;
  *  - every free block is in exactly one bin, the one of its size;
  *  - a header that passes its check and says "in use" starts a live block:
- *    a block is marked free before it is absorbed by a neighbour, and a reset
- *    draws a new secret, so stale headers inside blocks never pass as live.
+ *    a block is marked freed before it is absorbed by a neighbour, and a
+ *    reset draws a new secret, so stale headers inside blocks never pass as
+ *    live; one that says "freed" makes a second free a double free.
  *
  * Threads: one mutex per heap, inside the region, serialises every call on
- * it (frees come from any thread). The registry of live heaps, which maps a
- * pointer to its heap and sets the MA_MAP_FIXED byte-map entries, has its
- * own lock, taken before a heap's lock, never after.
+ * it (frees come from any thread; visit holds it while fn runs). The
+ * registry of live heaps, which maps a pointer to its heap and sets the
+ * MA_MAP_FIXED byte-map entries, has its own lock, taken before a heap's
+ * lock, never after. A region may lie inside a block of another live one.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -39,8 +41,8 @@
 #define F_MASK ((uint64_t)15)          /* sizes are multiples of 16: low bits are flags */
 #define SCAN_FIRST 16u                 /* blocks tried in a bin before going up a bin */
 #define ADDR_LIMIT ((uintptr_t)1 << MA_ADDR_BITS)
-/* Bins 3..15 hold sizes 48..255 exactly (in 16-byte units); then four bins
- * per power of two, up to regions of 2^MA_ADDR_BITS bytes. */
+/* Bins 3..15 hold one size each, 48..240 bytes; then four bins per power
+ * of two, up to regions of 2^MA_ADDR_BITS bytes. */
 #define BIN_LINEAR 16u
 #define BIN_COUNT (BIN_LINEAR + (MA_ADDR_BITS - 8) * 4)
 #define BIN_WORDS ((BIN_COUNT + 63) / 64)
@@ -393,8 +395,9 @@ int ma_fixed_visit(ma_heap_t *h, ma_heap_visit_fn *fn, void *arg) {
     return rc;
 }
 
-/* os_bytes: the part of the region written so far (metadata, and blocks up
- * to the highest end handed out since the last reset). */
+/* os_bytes: the region from its base to the end of the highest block
+ * handed out since the last reset (a high-water mark, metadata included);
+ * past it, free space holds one header and one footer. */
 void ma_fixed_stats(ma_heap_t *h, ma_heap_stats_t *out) {
     fixed_t *st = h->fixed;
     lock(st, NULL);
@@ -410,13 +413,26 @@ static bool overlaps(const fixed_t *st, uintptr_t lo, uintptr_t hi) {
     return lo < (uintptr_t)st->end && (uintptr_t)st->base < hi;
 }
 
-/* A new region may lie inside a block of a live one (a heap nested in a
- * block), but must not overlap one otherwise. Registry lock held. */
-static bool clashes(uintptr_t lo, uintptr_t hi) {
-    for (const fixed_t *r = reg_first; r; r = r->reg_next) {
-        bool inside = lo >= (uintptr_t)r->arena + HDR && hi <= (uintptr_t)r->end;
-        if (overlaps(r, lo, hi) && !inside) return true;
+/* Is [lo, hi) inside one live block of r? A walk, but only ma_heap_new_in
+ * asks. Registry lock held; r's lock may be ours already (visit's fn). */
+static bool inside_live_block(fixed_t *r, uintptr_t lo, uintptr_t hi) {
+    bool took = pthread_mutex_lock(&r->lock) == 0, inside = false;
+    for (hdr_t *b = (hdr_t *)r->arena; (uint8_t *)b < r->end; b = at(b, bsize(b))) {
+        uintptr_t start = (uintptr_t)(b + 1), end = (uintptr_t)at(b, bsize(checked(r, b)));
+        if (lo < end) {
+            inside = (b->word & F_INUSE) && lo >= start && hi <= end;
+            break;
+        }
     }
+    if (took) unlock(r);
+    return inside;
+}
+
+/* A new region must not overlap a live one, unless it lies inside a live
+ * block of it (a heap in a block of another). Registry lock held. */
+static bool clashes(uintptr_t lo, uintptr_t hi) {
+    for (fixed_t *r = reg_first; r; r = r->reg_next)
+        if (overlaps(r, lo, hi) && !inside_live_block(r, lo, hi)) return true;
     return false;
 }
 

@@ -345,6 +345,7 @@ void ma_heap_user_retire(ma_heap_t *heap) {
 /* ---- fork ------------------------------------------------------------------ */
 
 void ma_heap_fork_prepare(void) {
+    ma_fixed_fork_prepare();
     ma_lock(&heaps_lock);
     ma_segment_lock();
 }
@@ -352,6 +353,7 @@ void ma_heap_fork_prepare(void) {
 void ma_heap_fork_parent(void) {
     ma_segment_unlock();
     ma_unlock(&heaps_lock);
+    ma_fixed_fork_parent();
 }
 
 /* Only the forking thread lives on in the child. The other threads' heaps
@@ -361,6 +363,7 @@ void ma_heap_fork_parent(void) {
 void ma_heap_fork_child(void) {
     ma_segment_fork_child();
     pthread_mutex_init(&heaps_lock, NULL);
+    ma_fixed_fork_child();
     for (ma_heap_t *heap = all_heaps; heap; heap = heap->next_all)
         if (heap != ma_heap_tls) heap->owned = false;
 }

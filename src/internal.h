@@ -376,6 +376,9 @@ MA_HIDDEN void ma_fixed_reset(ma_heap_t *h);
 MA_HIDDEN void ma_fixed_destroy(ma_heap_t *h);                    /* unmarks the byte map */
 MA_HIDDEN int ma_fixed_visit(ma_heap_t *h, ma_heap_visit_fn *fn, void *arg);
 MA_HIDDEN void ma_fixed_stats(ma_heap_t *h, ma_heap_stats_t *out);
+MA_HIDDEN void ma_fixed_fork_prepare(void);  /* the registry lock and every fixed heap's lock */
+MA_HIDDEN void ma_fixed_fork_parent(void);
+MA_HIDDEN void ma_fixed_fork_child(void);
 
 /* ---- alloc.c / free.c: the entry points' bodies ------------------------- */
 MA_HIDDEN void *ma_alloc_slow(ma_heap_t *heap, size_t size);

@@ -8,6 +8,8 @@
  *   destroy  ma_heap_new per request, ma_heap_malloc per object, one
  *            ma_heap_destroy at the end of the request
  *   reset    one heap for the whole run, ma_heap_reset after each request
+ *   fixed    one ma_heap_new_in heap over a buffer mapped once (room for a
+ *            request), ma_heap_reset after each request
  *   malloc   malloc per object, free of every object (whichever malloc the
  *            program runs with: glibc's, or mapalloc's when linked with or
  *            preloaded libmapalloc.so)
@@ -28,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <time.h>
 
@@ -134,6 +137,18 @@ static uint64_t request_destroy(size_t objects, struct node **index)
 
 static ma_heap_t *reset_heap;
 
+static ma_heap_t *fixed_heap(size_t objects)
+{
+    size_t size = objects * (MAX_OBJECT + 32) + (1 << 20);
+    void *buf = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    ma_heap_t *h = buf == MAP_FAILED ? NULL : ma_heap_new_in(buf, size);
+    if (!h) {
+        fprintf(stderr, "arena: ma_heap_new_in failed\n");
+        exit(1);
+    }
+    return h;
+}
+
 static uint64_t request_reset(size_t objects, struct node **index)
 {
     uint64_t sum = touch(build(alloc_heap, reset_heap, objects, index));
@@ -159,7 +174,7 @@ static double now_ns(void)
 int main(int argc, char **argv)
 {
     if (argc < 4) {
-        fprintf(stderr, "usage: %s destroy|reset|malloc OBJECTS REQUESTS [SEED]\n", argv[0]);
+        fprintf(stderr, "usage: %s destroy|reset|fixed|malloc OBJECTS REQUESTS [SEED]\n", argv[0]);
         return 2;
     }
     const char *mode = argv[1];
@@ -171,9 +186,9 @@ int main(int argc, char **argv)
 #ifndef ARENA_MALLOC_ONLY
     if (strcmp(mode, "destroy") == 0)
         request = request_destroy;
-    if (strcmp(mode, "reset") == 0) {
+    if (strcmp(mode, "reset") == 0 || strcmp(mode, "fixed") == 0) {
         request = request_reset;
-        reset_heap = new_heap();
+        reset_heap = mode[0] == 'r' ? new_heap() : fixed_heap(objects);
     }
 #endif
     struct node **index = calloc(objects ? objects : 1, sizeof *index);

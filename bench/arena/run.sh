@@ -6,8 +6,8 @@
 #
 # Needs build/libmapalloc.so (make, or cmake --build build --target mapalloc).
 # Builds two programs from arena.c into $BUILD/bench-arena/:
-#   arena        linked with libmapalloc.so: ma_heap_ modes, and malloc/free
-#                that are mapalloc's
+#   arena        linked with libmapalloc.so: ma_heap_ modes (destroy, reset,
+#                fixed), and malloc/free that are mapalloc's
 #   arena_glibc  -DARENA_MALLOC_ONLY, never loads libmapalloc.so: glibc's
 #                malloc/free
 # Each figure is the median of $REPS runs; each run makes $TOTAL objects in
@@ -53,10 +53,11 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 declare -A cmd=(
     [destroy]="$bin/arena destroy"
     [reset]="$bin/arena reset"
+    [fixed]="$bin/arena fixed"
     [ma_malloc]="$bin/arena malloc"
     [glibc]="$bin/arena_glibc malloc"
 )
-variants="destroy reset ma_malloc glibc"
+variants="destroy reset fixed ma_malloc glibc"
 
 rows=""
 for objects in $sizes; do
@@ -69,9 +70,10 @@ for objects in $sizes; do
         faults[$v]=$(awk '{ print $6 }' <<<"$lines" | median)
         echo "objects $objects, $v: ${ns[$v]} ns/object, ${faults[$v]} faults/request" >&2
     done
-    rows+="| $objects | ${ns[destroy]} | ${ns[reset]} | ${ns[ma_malloc]} | ${ns[glibc]}"
+    rows+="| $objects | ${ns[destroy]} | ${ns[reset]} | ${ns[fixed]} | ${ns[ma_malloc]} | ${ns[glibc]}"
     rows+=" | $(ratio "${ns[ma_malloc]}" "${ns[destroy]}") | $(ratio "${ns[glibc]}" "${ns[destroy]}")"
-    rows+=" | ${faults[destroy]} / ${faults[reset]} / ${faults[ma_malloc]} / ${faults[glibc]} |"$'\n'
+    rows+=" | $(ratio "${ns[ma_malloc]}" "${ns[fixed]}") | $(ratio "${ns[glibc]}" "${ns[fixed]}")"
+    rows+=" | ${faults[destroy]} / ${faults[reset]} / ${faults[fixed]} / ${faults[ma_malloc]} / ${faults[glibc]} |"$'\n'
 done
 
 command="bash bench/arena/run.sh"
@@ -96,17 +98,20 @@ writes every byte, walks the structure, then releases everything:
 - **heap destroy**: \`ma_heap_new\` per request, \`ma_heap_malloc\` per object,
   one \`ma_heap_destroy\`;
 - **heap reset**: one heap for the whole run, \`ma_heap_reset\` after each request;
+- **fixed reset**: one \`ma_heap_new_in\` heap over a buffer mapped once,
+  \`ma_heap_reset\` after each request;
 - **mapalloc malloc**: \`malloc\` + \`free\` of every object, mapalloc's
   (program linked with \`libmapalloc.so\`);
 - **glibc malloc**: the same program built without mapalloc.
 
 Figures: nanoseconds per object (allocation, touching and release
 included), median of $reps runs of $total objects each after one untimed
-request. Ratios above 1 mean the heap (destroy) is faster. Faults: minor
-page faults per request (memory the kernel had to give again).
+request. Ratios are malloc/free time over heap time: above 1, the heap is
+faster. Faults: minor page faults per request (memory the kernel had to
+give again).
 
-| objects per request | heap destroy | heap reset | mapalloc malloc | glibc malloc | mapalloc malloc / heap | glibc / heap | faults per request (destroy / reset / mapalloc / glibc) |
-|---:|---:|---:|---:|---:|---:|---:|---|
+| objects per request | heap destroy | heap reset | fixed reset | mapalloc malloc | glibc malloc | mapalloc / destroy | glibc / destroy | mapalloc / fixed | glibc / fixed | faults per request (destroy / reset / fixed / mapalloc / glibc) |
+|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|
 $rows
 Command: \`$command\`
 
