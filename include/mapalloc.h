@@ -84,6 +84,23 @@ MA_API void ma_stats_get(ma_stats_t *out);
  * allocation). The same report is printed at exit when MAPALLOC_SHOW_STATS=1. */
 MA_API void ma_stats_print(void);
 
+/* ---- Checking ---------------------------------------------------------- */
+
+/* Verifies the allocator's invariants and returns the number of problems
+ * found (0: all is well), each printed on stderr as
+ * "mapalloc: check: <what> 0x<address>" (no allocation; the program goes
+ * on). It walks every heap and every page: free lists stay inside their
+ * page, no block is on them twice, the block counts agree (blocks handed
+ * out minus blocks given back = blocks carved minus blocks on the free
+ * lists), page queues and large block headers are sane; with
+ * MAPALLOC_SECURE or MAPALLOC_DEBUG it also checks the fill of every free
+ * block (write after free) and, with MAPALLOC_SECURE, the canary of every
+ * live one (heap overflow). The pages of heaps that another live thread
+ * owns are skipped (they change under its feet); call it when no other
+ * thread is destroying a heap or resizing a block over 256 KiB. The cost
+ * is proportional to the memory in use. */
+MA_API int ma_check(void);
+
 /* ---- Heaps: pools a program creates, allocates from, and releases whole --
  *
  * A heap is a set of pages mapped for it alone. ma_heap_destroy gives all of

@@ -4,7 +4,8 @@
  * for the size from heap->direct, pop the first block of its free list.
  * No lock, no atomic, no size-class computation. Everything else - a
  * thread's first call, a page running dry, medium and large sizes,
- * alignment - goes through ma_alloc_slow and friends.
+ * alignment - goes through ma_alloc_slow and friends; in checked mode
+ * (check.c) every call does, and they hand it to ma_check_alloc.
  */
 #include <errno.h>
 #include <string.h>
@@ -39,7 +40,7 @@ void *ma_malloc(size_t size) {
     return ma_alloc_slow(heap, size);
 }
 
-static void *heap_alloc_class(ma_heap_t *heap, unsigned cls) {
+void *ma_alloc_class(ma_heap_t *heap, unsigned cls) {
     ma_page_t *page = heap->queue[cls].first;
     if (MA_UNLIKELY(page == NULL || page->free == NULL)) {
         if (atomic_load_explicit(&heap->remote_full, memory_order_relaxed)) ma_heap_drain_remote(heap);
@@ -52,31 +53,40 @@ static void *heap_alloc_class(ma_heap_t *heap, unsigned cls) {
     return page_pop(page);
 }
 
-static ma_heap_t *heap_get(ma_heap_t *heap) {
-    if (MA_LIKELY(heap != &ma_heap_empty)) return heap;
-    heap = ma_heap_thread_init();
-    if (!heap) errno = ENOMEM;
-    return heap;
+/* The thread has no heap in ma_heap_tls: its first call, or checked mode
+ * (check.c), where it never gets one. The allocator starts here, so the
+ * mode is known before the first block is handed out. ma_checked is set
+ * only while starting: a checked run skips ma_process_init. */
+static MA_COLD void *alloc_first(size_t size) {
+    if (ma_checked) return ma_check_alloc(NULL, size, MA_ALIGN_MIN, false);
+    ma_process_init();
+    if (ma_checked) return ma_check_alloc(NULL, size, MA_ALIGN_MIN, false);
+    if (size > MA_MEDIUM_MAX) return ma_large_alloc(size, MA_ALIGN_MIN, false, NULL);
+    ma_heap_t *heap = ma_heap_thread_init();
+    if (!heap) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return ma_alloc_class(heap, ma_sizeclass_of(size));
 }
 
 MA_NOINLINE void *ma_alloc_slow(ma_heap_t *heap, size_t size) {
+    if (MA_UNLIKELY(heap == &ma_heap_empty)) return alloc_first(size);
     if (size > MA_MEDIUM_MAX) return ma_large_alloc(size, MA_ALIGN_MIN, false, NULL);
-    heap = heap_get(heap);
-    if (!heap) return NULL;
-    return heap_alloc_class(heap, ma_sizeclass_of(size));
+    return ma_alloc_class(heap, ma_sizeclass_of(size));
 }
 
 /* Any size, any alignment (a power of two), from a thread heap or a user
  * heap. Up to a slice (64 KiB), pages start aligned, so a class whose size
  * is a multiple of align gives aligned blocks; beyond, or for large sizes,
  * the block gets a mapping of its own (on the user heap's list). */
-void *ma_alloc_in(ma_heap_t *heap, size_t size, size_t align, bool zero) {
+void *ma_alloc_unchecked(ma_heap_t *heap, size_t size, size_t align, bool zero) {
     void *p = NULL;
     if (size <= MA_MEDIUM_MAX && align <= MA_SLICE_SIZE) {
         unsigned cls = ma_sizeclass_of(size < align ? align : size);
         while (cls < MA_CLASS_COUNT && (ma_sizeclass_size(cls) & (align - 1)) != 0) cls++;
         if (cls < MA_CLASS_COUNT) {
-            p = heap_alloc_class(heap, cls);
+            p = ma_alloc_class(heap, cls);
             if (p && zero) memset(p, 0, size);
             return p;
         }
@@ -85,11 +95,29 @@ void *ma_alloc_in(ma_heap_t *heap, size_t size, size_t align, bool zero) {
     return ma_large_alloc(size, align < MA_ALIGN_MIN ? MA_ALIGN_MIN : align, zero, owner);
 }
 
+/* The entry of user heaps (pool.c) and of aligned allocations. */
+void *ma_alloc_in(ma_heap_t *heap, size_t size, size_t align, bool zero) {
+    if (MA_UNLIKELY(ma_checked)) return ma_check_alloc(heap, size, align, zero);
+    return ma_alloc_unchecked(heap, size, align, zero);
+}
+
 void *ma_alloc_aligned(size_t size, size_t align) {
     if (align <= MA_ALIGN_MIN) return ma_malloc(size);
+    ma_process_init();
+    if (MA_UNLIKELY(ma_checked)) return ma_check_alloc(NULL, size, align, false);
     if (size > MA_MEDIUM_MAX) return ma_large_alloc(size, align, false, NULL);
-    ma_heap_t *heap = heap_get(ma_heap_tls);
-    return heap ? ma_alloc_in(heap, size, align, false) : NULL;
+    ma_heap_t *heap = ma_heap_tls;
+    if (heap == &ma_heap_empty && (heap = ma_heap_thread_init()) == NULL) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return ma_alloc_unchecked(heap, size, align, false);
+}
+
+static void *calloc_large(size_t total) {
+    ma_process_init();
+    if (MA_UNLIKELY(ma_checked)) return ma_check_alloc(NULL, total, MA_ALIGN_MIN, true);
+    return ma_large_alloc(total, MA_ALIGN_MIN, true, NULL);
 }
 
 void *ma_calloc(size_t count, size_t size) {
@@ -98,7 +126,7 @@ void *ma_calloc(size_t count, size_t size) {
         errno = ENOMEM;
         return NULL;
     }
-    if (total > MA_MEDIUM_MAX) return ma_large_alloc(total, MA_ALIGN_MIN, true, NULL);
+    if (total > MA_MEDIUM_MAX) return calloc_large(total);
     void *p = ma_malloc(total);
     if (p) memset(p, 0, total);
     return p;
@@ -106,6 +134,7 @@ void *ma_calloc(size_t count, size_t size) {
 
 void *ma_realloc(void *p, size_t size) {
     if (p == NULL) return ma_malloc(size);
+    if (MA_UNLIKELY(ma_checked)) return ma_check_realloc(p, size);
     if (size == 0) {  /* glibc: free and return NULL */
         ma_free(p);
         return NULL;

@@ -43,12 +43,14 @@ void ma_buf_flush(ma_buf_t *b) {
     errno = saved;
 }
 
-/* "mapalloc: double free of 0x... (size class 3)" then abort(). */
+/* "mapalloc: double free of 0x... (size class 3)" then abort(); a `what`
+ * that ends in " at" takes no " of" ("corrupted free list at 0x..."). */
 void ma_diag_fatal_ptr(const char *what, const void *p, int sclass) {
     ma_buf_t b = {.len = 0};
+    size_t n = strlen(what);
     ma_buf_str(&b, "mapalloc: ");
     ma_buf_str(&b, what);
-    ma_buf_str(&b, " of ");
+    ma_buf_str(&b, n >= 3 && strcmp(what + n - 3, " at") == 0 ? " " : " of ");
     ma_buf_hex(&b, (uintptr_t)p);
     if (sclass > 0) {
         ma_buf_str(&b, " (size class ");

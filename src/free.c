@@ -5,7 +5,9 @@
  * start exactly at a carved block (checked with a multiply, not a divide).
  * If the page belongs to this thread's heap, the block goes on the page's
  * local_free list: no lock, no atomic. Otherwise it is pushed on the page's
- * thread_free list with one compare-and-swap (ma_free_remote).
+ * thread_free list with one compare-and-swap (ma_free_remote). In checked
+ * mode no page is the thread's (ma_heap_tls is the empty heap), so every
+ * free reaches free_other or ma_free_slow, which hand it to check.c.
  *
  * Double frees: a free block's first word is an encoded link to a block of
  * the same page (or the encoded NULL). If the word being freed looks like
@@ -34,6 +36,13 @@ static inline void free_local(ma_heap_t *heap, ma_page_t *page, ma_block_t *b) {
         ma_heap_page_event(heap, page);
 }
 
+/* Not the calling thread's page - or checked mode, where no page is.
+ * Inline: a call here costs the cross-thread free one more instruction. */
+static inline void free_other(ma_page_t *page, void *p) {
+    if (MA_UNLIKELY(ma_checked)) ma_check_free_block(page, p);
+    else ma_free_remote(page, p);
+}
+
 void ma_free(void *p) {
     ma_segment_t *seg = ma_segment_small_of(p);
     if (MA_UNLIKELY(seg == NULL)) {
@@ -45,7 +54,7 @@ void ma_free(void *p) {
         ma_diag_fatal_ptr("invalid free", p, page->block_size ? page->sclass : 0);
     ma_heap_t *heap = ma_heap_tls;
     if (MA_LIKELY(page->heap == heap)) free_local(heap, page, p);
-    else ma_free_remote(page, p);
+    else free_other(page, p);
 }
 
 void ma_free_local(ma_heap_t *heap, ma_page_t *page, ma_block_t *b) { free_local(heap, page, b); }
@@ -87,6 +96,10 @@ static ma_large_t *large_owning(void *region, const void *p) {
 
 /* NULL, large blocks, blocks of fixed heaps, and pointers that are not ours. */
 void ma_free_slow(void *p) {
+    if (MA_UNLIKELY(ma_checked)) {
+        ma_check_free(p);
+        return;
+    }
     if (p == NULL) return;
     int saved = errno;
     void *region = ma_region_of(p);
@@ -101,6 +114,11 @@ void ma_free_slow(void *p) {
 /* Usable bytes of the block at p; a pointer that is not the start of one of
  * our live blocks is fatal, named after `what`. */
 size_t ma_usable_of(const void *p, const char *what) {
+    if (MA_UNLIKELY(ma_checked)) return ma_check_usable(p, what);
+    return ma_usable_unchecked(p, what);
+}
+
+size_t ma_usable_unchecked(const void *p, const char *what) {
     void *region = ma_region_of(p);
     if (region == NULL || ma_region_is_large(region)) {
         ma_large_t *large = large_owning(region, p);

@@ -12,6 +12,9 @@
  * page.c) so that the first remote free into one is pushed on
  * heap->remote_full, which the owner drains on its slow path.
  *
+ * Checked mode (check.c): a thread's heap goes in ma_heap_checked_tls,
+ * never in ma_heap_tls, which the fast paths read: they keep missing.
+ *
  * Lock order: heaps lock, then segment lock.
  */
 #include <string.h>
@@ -20,6 +23,7 @@
 ma_page_t ma_page_empty;
 ma_heap_t ma_heap_empty = {.direct = {[0 ... MA_DIRECT_COUNT - 1] = &ma_page_empty}};
 __thread ma_heap_t *ma_heap_tls __attribute__((tls_model("initial-exec"))) = &ma_heap_empty;
+__thread ma_heap_t *ma_heap_checked_tls __attribute__((tls_model("initial-exec")));
 
 static pthread_mutex_t heaps_lock = PTHREAD_MUTEX_INITIALIZER;
 static ma_heap_t *all_heaps;        /* every heap ever made */
@@ -247,7 +251,8 @@ ma_heap_t *ma_heap_thread_init(void) {
     if (heap) heap->owned = true;
     ma_unlock(&heaps_lock);
     if (!heap) return NULL;
-    ma_heap_tls = heap;
+    if (ma_checked) ma_heap_checked_tls = heap;  /* the fast paths must keep missing */
+    else ma_heap_tls = heap;
     /* May allocate (glibc's second-level key array): the heap is set up. */
     pthread_setspecific(ma_thread_key, heap);
     return heap;
@@ -264,11 +269,17 @@ void ma_heap_thread_done(void *arg) {
     if (heap == NULL || heap == &ma_heap_empty) return;
     ma_heap_collect(heap, true);
     if (ma_heap_tls == heap) ma_heap_tls = &ma_heap_empty;
+    if (ma_heap_checked_tls == heap) ma_heap_checked_tls = NULL;
     ma_lock(&heaps_lock);
     heap->owned = false;
     heap->next_abandoned = abandoned;
     abandoned = heap;
     ma_unlock(&heaps_lock);
+}
+
+ma_heap_t *ma_heap_current(void) {
+    ma_heap_t *heap = ma_checked ? ma_heap_checked_tls : ma_heap_tls;
+    return heap == &ma_heap_empty ? NULL : heap;
 }
 
 void ma_heap_collect_abandoned(void) {
@@ -364,8 +375,9 @@ void ma_heap_fork_child(void) {
     ma_segment_fork_child();
     pthread_mutex_init(&heaps_lock, NULL);
     ma_fixed_fork_child();
+    ma_heap_t *mine = ma_heap_current();
     for (ma_heap_t *heap = all_heaps; heap; heap = heap->next_all)
-        if (heap != ma_heap_tls) heap->owned = false;
+        if (heap != mine) heap->owned = false;
 }
 
 /* ---- Statistics -------------------------------------------------------------- */
@@ -376,6 +388,12 @@ void ma_heap_sum_class_allocs(uint64_t *out) {
         for (unsigned c = 0; c < MA_CLASS_COUNT; c++) out[c] += heap->class_allocs[c];
     ma_unlock(&heaps_lock);
 }
+
+/* check.c walks every heap (ma_check, the leak report) under the lock:
+ * no heap is adopted or abandoned meanwhile. */
+void ma_heap_lock(void) { ma_lock(&heaps_lock); }
+void ma_heap_unlock(void) { ma_unlock(&heaps_lock); }
+ma_heap_t *ma_heap_first(void) { return all_heaps; }
 
 uint64_t ma_heap_count(void) {
     ma_lock(&heaps_lock);

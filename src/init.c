@@ -18,6 +18,13 @@ static _Atomic int init_state;
 void ma_lock(pthread_mutex_t *m) { pthread_mutex_lock(m); }
 void ma_unlock(pthread_mutex_t *m) { pthread_mutex_unlock(m); }
 
+/* The pthread key's destructor: the thread exits. Its quarantine goes
+ * first, so that the heap it abandons holds no block freed long ago. */
+static void thread_done(void *heap) {
+    if (ma_checked && heap) ma_check_thread_done(heap);
+    ma_heap_thread_done(heap);
+}
+
 static void fork_prepare(void) { ma_heap_fork_prepare(); }
 static void fork_parent(void) { ma_heap_fork_parent(); }
 static void fork_child(void) { ma_heap_fork_child(); }
@@ -31,7 +38,7 @@ static MA_COLD void process_init_slow(void) {
     ma_options_init();
     ma_sizeclass_init();
     ma_key = ma_os_random();
-    if (pthread_key_create(&ma_thread_key, ma_heap_thread_done) != 0)
+    if (pthread_key_create(&ma_thread_key, thread_done) != 0)
         ma_diag_fatal("cannot create the thread key");
     atomic_store_explicit(&init_state, INIT_READY, memory_order_release);
     pthread_atfork(fork_prepare, fork_parent, fork_child);
@@ -47,5 +54,7 @@ void ma_process_init(void) {
 __attribute__((constructor(101))) static void init_at_load(void) { ma_process_init(); }
 
 __attribute__((destructor(101))) static void done_at_exit(void) {
-    if (atomic_load(&init_state) == INIT_READY && ma_option(MA_OPT_SHOW_STATS)) ma_stats_at_exit();
+    if (atomic_load(&init_state) != INIT_READY) return;
+    if (ma_debug) ma_check_at_exit();
+    if (ma_option(MA_OPT_SHOW_STATS)) ma_stats_at_exit();
 }

@@ -24,6 +24,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <pthread.h>
+#include <string.h>
 #include "mapalloc.h"
 
 #ifndef MA_DEBUG
@@ -31,6 +32,9 @@
 #endif
 #ifndef MA_OVERRIDE
 #define MA_OVERRIDE 0
+#endif
+#ifndef MA_HAVE_VALGRIND  /* <valgrind/valgrind.h> found by CMake */
+#define MA_HAVE_VALGRIND 0
 #endif
 
 #define MA_HIDDEN __attribute__((visibility("hidden")))
@@ -130,15 +134,28 @@ _Static_assert(sizeof(ma_segment_t) <= MA_SLICE_SIZE, "the header fits in slice 
 typedef struct ma_large_s {
     uint32_t kind;            /* MA_KIND_LARGE */
     _Atomic uint32_t state;   /* MA_LARGE_LIVE or MA_LARGE_CACHED */
-    size_t map_size;          /* bytes mapped from the header on */
+    size_t map_size;          /* bytes mapped from the header on, guard included */
     size_t offset;            /* user pointer = header + offset */
     uint64_t cached_at;       /* ms, while cached */
     struct ma_large_s *next;  /* segment lock: cache list; or owner's large_lock: its list */
     struct ma_large_s *prev;  /* owner's large_lock: its list */
     ma_heap_t *heap;          /* the user heap it belongs to, or NULL */
+    size_t guard;             /* PROT_NONE bytes ending the mapping (MAPALLOC_SECURE), or 0 */
 } ma_large_t;
+_Static_assert(sizeof(ma_large_t) <= MA_LARGE_HEADER, "the header fits before the block");
 
 /* ---- Heaps -------------------------------------------------------------- */
+/* Checked mode's per-heap state (check.c; page.c reads the generator). */
+#define MA_QUARANTINE_SLOTS 64u                 /* freed blocks held back ... */
+#define MA_QUARANTINE_BYTES ((size_t)1 << 20)   /* ... and at most this many bytes */
+typedef struct ma_check_heap_s {
+    uint64_t rng;                       /* owner: shuffles carved blocks; 0 until seeded */
+    uint32_t q_head;                    /* owner: oldest entry of the quarantine ring */
+    uint32_t q_count;                   /* owner: entries in it */
+    size_t q_bytes;                     /* owner: their block sizes, summed */
+    void *q_ring[MA_QUARANTINE_SLOTS];  /* owner: freed blocks not yet reusable */
+} ma_check_heap_t;
+
 typedef struct ma_pageq_s {
     ma_page_t *first, *last;
 } ma_pageq_t;
@@ -165,6 +182,8 @@ struct ma_heap_s {
     ma_large_t *large_list;              /* this heap's large blocks */
     uint64_t segment_count;              /* segment lock: segments it owns */
     void *fixed;                         /* fixed.c's state (ma_heap_new_in) */
+    /* Owner (or the one thread using a user heap): checked mode only. */
+    ma_check_heap_t check;
 };
 
 typedef enum {
@@ -180,6 +199,16 @@ extern _Atomic uint8_t ma_segmap[] MA_HIDDEN;      /* see ma_segment_of */
 extern ma_page_t ma_page_empty MA_HIDDEN;          /* a page with no blocks */
 extern ma_heap_t ma_heap_empty MA_HIDDEN;          /* heap of a new thread */
 extern __thread ma_heap_t *ma_heap_tls MA_HIDDEN;  /* this thread's heap */
+extern __thread ma_heap_t *ma_heap_checked_tls MA_HIDDEN; /* the same in checked mode */
+
+/* Modes, set once by ma_options_init before any block exists. In checked
+ * mode (any of the others) ma_heap_tls stays &ma_heap_empty, so the fast
+ * paths always miss and every call reaches check.c through a slow path;
+ * the thread's heap is in ma_heap_checked_tls instead. */
+extern bool ma_checked MA_HIDDEN;   /* secure, debug or valgrind */
+extern bool ma_secure MA_HIDDEN;    /* MAPALLOC_SECURE=1 */
+extern bool ma_debug MA_HIDDEN;     /* MAPALLOC_DEBUG=1 */
+extern bool ma_valgrind MA_HIDDEN;  /* running under valgrind (MA_HAVE_VALGRIND only) */
 
 static inline uintptr_t ma_block_encode(const void *p) { return (uintptr_t)p ^ ma_key; }
 static inline ma_block_t *ma_block_decode(uintptr_t v) { return (ma_block_t *)(v ^ ma_key); }
@@ -202,6 +231,12 @@ MA_HIDDEN const char *ma_os_getenv(const char *name);
 MA_HIDDEN void ma_os_write_err(const char *s, size_t n);
 MA_HIDDEN void ma_os_keep_stderr(void);
 MA_HIDDEN void ma_os_purge_mode(bool use_free);
+MA_HIDDEN bool ma_os_protect(void *p, size_t size, bool access); /* PROT_NONE unless access */
+MA_HIDDEN bool ma_os_under_memcheck(void);
+typedef enum { MA_VG_NOACCESS, MA_VG_UNDEFINED, MA_VG_DEFINED } ma_vg_state_t;
+MA_HIDDEN void ma_os_vg_malloclike(void *p, size_t size, bool zeroed);  /* memcheck: a new block */
+MA_HIDDEN void ma_os_vg_freelike(void *p);                              /* memcheck: freed */
+MA_HIDDEN void ma_os_vg_mark(void *p, size_t size, ma_vg_state_t state);
 
 /* ---- diag.c: messages and fatal errors, without allocating -------------- */
 typedef struct ma_buf_s {
@@ -226,6 +261,8 @@ typedef enum {
     MA_OPT_DIRTY_MAX_MB,     /* purge at once when more than this is dirty */
     MA_OPT_LARGE_CACHE_MB,   /* freed large mappings kept for reuse, at most */
     MA_OPT_VERBOSE,          /* warnings and notes on stderr */
+    MA_OPT_SECURE,           /* hardening: guards, canaries, quarantine (check.c) */
+    MA_OPT_DEBUG,            /* debugging: fills, leak report at exit (check.c) */
     MA_OPT_COUNT
 } ma_option_t;
 MA_HIDDEN void ma_options_init(void);
@@ -257,6 +294,8 @@ typedef void ma_page_visit_fn(const ma_page_t *page, void *arg);
 MA_HIDDEN void ma_segment_visit_pages(ma_page_visit_fn *fn, void *arg);
 MA_HIDDEN void ma_segment_account_locked(int64_t delta);
 MA_HIDDEN uint64_t ma_segment_inuse(uint64_t *peak);
+typedef void ma_region_visit_fn(void *region, void *arg);
+MA_HIDDEN void ma_segment_visit_large(ma_region_visit_fn *fn, void *arg);
 
 /* The byte map: one entry per 4 MiB of address space. */
 enum {
@@ -316,6 +355,44 @@ MA_HIDDEN bool ma_page_list_contains(const ma_page_t *page, ma_block_t *list, co
 
 static inline uint32_t ma_page_used(const ma_page_t *page) { return page->allocs - page->frees; }
 
+/* What the program may use of a block of the page: MAPALLOC_SECURE keeps
+ * the last MA_CANARY_SIZE bytes for the block's canary (check.c). */
+#define MA_CANARY_SIZE 8u
+static inline size_t ma_page_usable(const ma_page_t *page) {
+    return page->block_size - (ma_secure ? MA_CANARY_SIZE : 0);
+}
+
+/* Checked mode: every free block - carved and not yet handed out, on a
+ * list, or in a quarantine - holds MA_FREE_FILL from byte 8 on (its first
+ * word is a link or a quarantine tag): all of it up to MA_FILL_WHOLE_MAX
+ * bytes; in a bigger block bytes 8 to 16 + MA_FILL_EDGE and the last
+ * MA_FILL_EDGE. page.c fills what it carves; check.c fills what is freed
+ * and checks the fill when it hands the block out again. The stores are
+ * 16 bytes wide (blocks are 16-byte aligned, their sizes multiples of 16):
+ * this runs on every free in MAPALLOC_SECURE. */
+#define MA_FREE_FILL 0xDD
+#define MA_FILL_WHOLE_MAX 512u
+#define MA_FILL_EDGE 256u
+#define MA_LINK_SIZE sizeof(ma_block_t)
+typedef uint64_t ma_v16_t __attribute__((vector_size(16), may_alias));
+#define MA_FILL64 (0x0101010101010101ull * MA_FREE_FILL)
+
+static inline void ma_fill_span(uint8_t *from, uint8_t *to) {
+    const ma_v16_t v = {MA_FILL64, MA_FILL64};
+    for (; from < to; from += 16) *(ma_v16_t *)from = v;
+}
+
+static inline void ma_fill_free(uint8_t *b, size_t size) {
+    uint64_t w = MA_FILL64;
+    memcpy(b + MA_LINK_SIZE, &w, sizeof w);
+    if (size <= MA_FILL_WHOLE_MAX) {
+        ma_fill_span(b + 16, b + size);
+        return;
+    }
+    ma_fill_span(b + 16, b + 16 + MA_FILL_EDGE);
+    ma_fill_span(b + size - MA_FILL_EDGE, b + size);
+}
+
 /* Index of the block at p, or UINT32_MAX if p is not the start of a carved
  * block. recip = ceil(2^40 / size) divides exactly for offsets below 4 MiB
  * and sizes up to 256 KiB (the rounding error stays below 1/size). */
@@ -341,6 +418,10 @@ MA_HIDDEN void ma_heap_fork_prepare(void);
 MA_HIDDEN void ma_heap_fork_parent(void);
 MA_HIDDEN void ma_heap_fork_child(void);
 MA_HIDDEN void ma_heap_sum_class_allocs(uint64_t *out);
+MA_HIDDEN ma_heap_t *ma_heap_current(void);   /* this thread's heap, or NULL */
+MA_HIDDEN void ma_heap_lock(void);             /* owners and the heap list stay put */
+MA_HIDDEN void ma_heap_unlock(void);
+MA_HIDDEN ma_heap_t *ma_heap_first(void);      /* every heap, by next_all; lock held */
 MA_HIDDEN ma_heap_t *ma_heap_user_new(void);
 MA_HIDDEN void ma_heap_user_release(ma_heap_t *heap);
 MA_HIDDEN void ma_heap_user_retire(ma_heap_t *heap);
@@ -384,10 +465,24 @@ MA_HIDDEN void ma_fixed_fork_child(void);
 MA_HIDDEN void *ma_alloc_slow(ma_heap_t *heap, size_t size);
 MA_HIDDEN void *ma_alloc_aligned(size_t size, size_t align);
 MA_HIDDEN void *ma_alloc_in(ma_heap_t *heap, size_t size, size_t align, bool zero);
+MA_HIDDEN void *ma_alloc_unchecked(ma_heap_t *heap, size_t size, size_t align, bool zero);
+MA_HIDDEN void *ma_alloc_class(ma_heap_t *heap, unsigned cls);
 MA_HIDDEN void ma_free_local(ma_heap_t *heap, ma_page_t *page, ma_block_t *b);
 MA_HIDDEN void ma_free_remote(ma_page_t *page, ma_block_t *b);
 MA_HIDDEN void ma_free_slow(void *p);
 MA_HIDDEN size_t ma_usable_of(const void *p, const char *what);
+MA_HIDDEN size_t ma_usable_unchecked(const void *p, const char *what);
+
+/* ---- check.c: checked mode (MAPALLOC_SECURE, MAPALLOC_DEBUG, valgrind) ---
+ * Above alloc.c and free.c: their slow paths call here when ma_checked. */
+MA_HIDDEN void *ma_check_alloc(ma_heap_t *heap, size_t size, size_t align, bool zero);
+MA_HIDDEN void ma_check_free(void *p);
+MA_HIDDEN void ma_check_free_block(ma_page_t *page, void *p);   /* p checked: a block of page */
+MA_HIDDEN void *ma_check_realloc(void *p, size_t size);
+MA_HIDDEN size_t ma_check_usable(const void *p, const char *what);
+MA_HIDDEN void ma_check_flush(void);                 /* this thread's quarantine */
+MA_HIDDEN void ma_check_thread_done(ma_heap_t *heap);
+MA_HIDDEN void ma_check_at_exit(void);               /* MAPALLOC_DEBUG's report */
 
 /* ---- init.c: process, thread and fork hooks ----------------------------- */
 MA_HIDDEN void ma_process_init(void);

@@ -25,6 +25,14 @@ static ma_large_stats_t stats;     /* segment lock */
 
 static size_t round_page(size_t n) { return (n + MA_OS_PAGE - 1) & ~(size_t)(MA_OS_PAGE - 1); }
 
+/* MAPALLOC_SECURE: the last page of each mapping is PROT_NONE, so an
+ * overflow off the end of a large block faults. It follows the end of the
+ * mapping: lifted before a resize (mremap moves only a range of one
+ * protection; a shrink unmaps it with the tail) and set again after. */
+static void guard_set(ma_large_t *large, bool on) {
+    if (large->guard) ma_os_protect((uint8_t *)large + large->map_size - large->guard, large->guard, !on);
+}
+
 static void cache_remove(ma_large_t **link) {
     ma_large_t *large = *link;
     *link = large->next;
@@ -107,11 +115,14 @@ static ma_large_t *refit(ma_large_t *large, size_t need) {
          * cutting it drops resident pages that the next, larger request
          * would fault back in (the usable size is the whole mapping). */
         size_t excess = large->map_size - need;
-        if (excess > REFIT_SLACK && excess / 3 > need && ma_os_shrink(large, large->map_size, need))
+        if (excess > REFIT_SLACK && excess / 3 > need && ma_os_shrink(large, large->map_size, need)) {
             large->map_size = need;
+            guard_set(large, true);
+        }
         return large;
     }
     size_t old_size = large->map_size;
+    guard_set(large, false);
     ma_large_t *moved = ma_os_remap_aligned(large, old_size, need, MA_SEGMENT_SIZE);
     if (!moved) {
         ma_segment_map_set((uintptr_t)large, MA_MAP_NONE);
@@ -123,6 +134,7 @@ static ma_large_t *refit(ma_large_t *large, size_t need) {
         ma_segment_map_set((uintptr_t)moved, MA_MAP_LARGE);
     }
     moved->map_size = need;
+    guard_set(moved, true);
     return moved;
 }
 
@@ -140,7 +152,8 @@ void *ma_large_alloc(size_t size, size_t align, bool zero, ma_heap_t *owner) {
         return NULL;
     }
     /* Even a block of 0 bytes must lie inside its mapping. */
-    size_t need = round_page(offset + (size ? size : 1));
+    size_t guard = ma_secure ? MA_OS_PAGE : 0;
+    size_t need = round_page(offset + (size ? size : 1)) + guard;
     ma_large_t *large = NULL;
     bool fresh = false;
     if (map_align == MA_SEGMENT_SIZE) {
@@ -158,6 +171,8 @@ void *ma_large_alloc(size_t size, size_t align, bool zero, ma_heap_t *owner) {
         fresh = true;
         large->kind = MA_KIND_LARGE;
         large->map_size = need;
+        large->guard = guard;
+        guard_set(large, true);
         ma_segment_map_set((uintptr_t)large, MA_MAP_LARGE);
     }
     large->offset = offset;
@@ -177,7 +192,7 @@ void *ma_large_alloc(size_t size, size_t align, bool zero, ma_heap_t *owner) {
     stats.count++;
     stats.bytes += large->map_size;
     stats.allocs++;
-    stats.alloc_bytes += large->map_size - offset;
+    stats.alloc_bytes += ma_large_usable(large);
     ma_segment_account_locked((int64_t)large->map_size);
     ma_segment_unlock();
     return p;
@@ -187,7 +202,7 @@ bool ma_large_owns(const ma_large_t *large, const void *p) {
     return (const uint8_t *)large + large->offset == (const uint8_t *)p;
 }
 
-size_t ma_large_usable(const ma_large_t *large) { return large->map_size - large->offset; }
+size_t ma_large_usable(const ma_large_t *large) { return large->map_size - large->offset - large->guard; }
 
 void ma_large_free(ma_large_t *large, const void *p) {
     if (!ma_large_owns(large, p)) ma_diag_fatal_ptr("invalid free", p, 0);
@@ -228,13 +243,14 @@ void ma_large_free(ma_large_t *large, const void *p) {
 void *ma_large_realloc(ma_large_t *large, void *p, size_t size) {
     size_t usable = ma_large_usable(large);
     if (size <= usable) {
-        size_t need = round_page(large->offset + size);
+        size_t need = round_page(large->offset + size) + large->guard;
         /* Only a real shrink gives memory back: a block that just grew with
          * headroom keeps it for the next realloc. */
         if (size < usable / 2 && usable - size >= SHRINK_SLACK && size > MA_MEDIUM_MAX) {
             size_t old = large->map_size;
             if (ma_os_shrink(large, old, need)) {
                 large->map_size = need;
+                guard_set(large, true);
                 ma_segment_lock();
                 stats.bytes -= old - need;
                 ma_segment_account_locked(-(int64_t)(old - need));
@@ -245,12 +261,13 @@ void *ma_large_realloc(ma_large_t *large, void *p, size_t size) {
     }
     if (large->offset >= MA_SEGMENT_SIZE || size > (size_t)PTRDIFF_MAX - 2 * MA_SEGMENT_SIZE) return NULL;
     /* Leave room to grow again: string builders call realloc in steps. */
-    size_t need = round_page(large->offset + size);
+    size_t need = round_page(large->offset + size) + large->guard;
     size_t ahead = round_page(large->map_size + large->map_size / 4);
     if (need < ahead) need = ahead;
     size_t old = large->map_size;
     ma_heap_t *owner = large->heap;  /* its list must not see the move half done */
     if (owner) ma_lock(&owner->large_lock);
+    guard_set(large, false);
     ma_large_t *moved = ma_os_remap_aligned(large, old, need, MA_SEGMENT_SIZE);
     if (moved && moved != large) {
         ma_segment_map_set((uintptr_t)large, MA_MAP_NONE);
@@ -258,8 +275,12 @@ void *ma_large_realloc(ma_large_t *large, void *p, size_t size) {
         if (owner) owner_relink(moved);
     }
     if (owner) ma_unlock(&owner->large_lock);
-    if (!moved) return NULL;
+    if (!moved) {
+        guard_set(large, true);
+        return NULL;
+    }
     moved->map_size = need;
+    guard_set(moved, true);
     ma_segment_lock();
     stats.bytes += need - old;
     ma_segment_account_locked((int64_t)(need - old));

@@ -3,6 +3,8 @@
  *
  * A value that does not parse, or lies outside the option's range, gets a
  * warning on stderr and the default: a typo never crashes a program.
+ * The modes (ma_checked and friends) are derived here, before any block
+ * exists, and never change afterwards.
  */
 #include <stdlib.h>
 #include "internal.h"
@@ -19,7 +21,11 @@ static const option_desc_t option_table[MA_OPT_COUNT] = {
     [MA_OPT_DIRTY_MAX_MB] = {"MAPALLOC_DIRTY_MAX_MB", 16, 0, 1 << 20},
     [MA_OPT_LARGE_CACHE_MB] = {"MAPALLOC_LARGE_CACHE_MB", 64, 0, 1 << 20},
     [MA_OPT_VERBOSE] = {"MAPALLOC_VERBOSE", 0, 0, 1},
+    [MA_OPT_SECURE] = {"MAPALLOC_SECURE", 0, 0, 1},
+    [MA_OPT_DEBUG] = {"MAPALLOC_DEBUG", 0, 0, 1},
 };
+
+bool ma_checked, ma_secure, ma_debug, ma_valgrind;
 
 static long option_value[MA_OPT_COUNT];
 
@@ -68,7 +74,11 @@ void ma_options_init(void) {
         option_value[i] = v;
     }
     ma_os_purge_mode(option_value[MA_OPT_PURGE_FREE] != 0);
-    if (option_value[MA_OPT_SHOW_STATS]) ma_os_keep_stderr();
+    ma_secure = option_value[MA_OPT_SECURE] != 0;
+    ma_debug = option_value[MA_OPT_DEBUG] != 0;
+    ma_valgrind = MA_HAVE_VALGRIND && ma_os_under_memcheck();
+    ma_checked = ma_secure || ma_debug || ma_valgrind;
+    if (option_value[MA_OPT_SHOW_STATS] || ma_debug) ma_os_keep_stderr();
 }
 
 long ma_option(ma_option_t o) { return option_value[o]; }

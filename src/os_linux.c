@@ -1,5 +1,6 @@
 /* os_linux.c - the OS contract on Linux: the only file that calls mmap,
- * munmap, madvise, mremap, getenv and getrandom.
+ * munmap, madvise, mremap, mprotect, getenv and getrandom, and that talks
+ * to valgrind.
  *
  * ENOMEM from the kernel is an ordinary failure (NULL back to the caller);
  * any other error on unmap or purge means our bookkeeping is wrong, which is
@@ -14,6 +15,9 @@
 #include <time.h>
 #include <unistd.h>
 #include "internal.h"
+#if MA_HAVE_VALGRIND
+#include <valgrind/memcheck.h>
+#endif
 
 ma_os_stats_t ma_os_stats;
 static int purge_advice = MADV_DONTNEED;
@@ -94,6 +98,56 @@ void ma_os_purge(void *p, size_t size) {
 }
 
 void ma_os_purge_mode(bool use_free) { purge_advice = use_free ? MADV_FREE : MADV_DONTNEED; }
+
+/* Guard pages (MAPALLOC_SECURE). Fails only with ENOMEM, when the process
+ * has too many mappings (vm.max_map_count): the caller goes on unguarded. */
+bool ma_os_protect(void *p, size_t size, bool access) {
+    int saved = errno;
+    bool ok = mprotect(p, size, access ? PROT_READ | PROT_WRITE : PROT_NONE) == 0;
+    errno = saved;
+    return ok;
+}
+
+/* ---- valgrind's memcheck: which of our bytes the program may touch ----
+ * Client requests, compiled in only when CMake found <valgrind/memcheck.h>;
+ * each is a few instructions that do nothing outside valgrind, and check.c
+ * and page.c call them only when ma_valgrind is set. */
+/* Memcheck only (valgrind's default tool; its preload is in LD_PRELOAD):
+ * under callgrind or cachegrind the allocator must run as it always does. */
+bool ma_os_under_memcheck(void) {
+#if MA_HAVE_VALGRIND
+    const char *preload = getenv("LD_PRELOAD");
+    return RUNNING_ON_VALGRIND != 0 && preload && strstr(preload, "/vgpreload_memcheck-");
+#else
+    return false;
+#endif
+}
+
+void ma_os_vg_malloclike(void *p, size_t size, bool zeroed) {
+#if MA_HAVE_VALGRIND
+    VALGRIND_MALLOCLIKE_BLOCK(p, size, 0, zeroed);
+#else
+    (void)p, (void)size, (void)zeroed;
+#endif
+}
+
+void ma_os_vg_freelike(void *p) {
+#if MA_HAVE_VALGRIND
+    VALGRIND_FREELIKE_BLOCK(p, 0);
+#else
+    (void)p;
+#endif
+}
+
+void ma_os_vg_mark(void *p, size_t size, ma_vg_state_t state) {
+#if MA_HAVE_VALGRIND
+    if (state == MA_VG_NOACCESS) (void)VALGRIND_MAKE_MEM_NOACCESS(p, size);
+    else if (state == MA_VG_UNDEFINED) (void)VALGRIND_MAKE_MEM_UNDEFINED(p, size);
+    else (void)VALGRIND_MAKE_MEM_DEFINED(p, size);
+#else
+    (void)p, (void)size, (void)state;
+#endif
+}
 
 /* Grow a mapping, keeping its alignment: in place when the address space
  * after it is free, else the pages move (no copy) into an aligned window

@@ -33,6 +33,47 @@ void ma_page_setup(ma_page_t *page, ma_heap_t *heap, unsigned cls) {
     atomic_store_explicit(&page->thread_free, 0, memory_order_relaxed);
 }
 
+#define EXTEND_MAX_BLOCKS (EXTEND_BYTES / MA_ALIGN_MIN)
+_Static_assert(EXTEND_MIN_BLOCKS <= EXTEND_MAX_BLOCKS, "extend_checked's index array");
+
+/* xorshift64*: cheap, and only has to make the order hard to guess. */
+static uint32_t rng_below(uint64_t *state, uint32_t n) {
+    if (*state == 0) *state = ma_os_random() | 1;
+    uint64_t x = *state;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *state = x;
+    return (uint32_t)(((x * 0x2545F4914F6CDD1Dull) >> 32) * n >> 32);
+}
+
+/* Checked mode: the carved blocks get the free fill (check.c checks it
+ * when it hands them out), and with MAPALLOC_SECURE their list is
+ * shuffled, so that neighbours in memory are not handed out in turn. */
+static MA_NOINLINE void extend_checked(ma_page_t *page, uint8_t *first, uint32_t n) {
+    size_t size = page->block_size;
+    uint16_t order[EXTEND_MAX_BLOCKS];
+    /* memcheck may remember freed blocks of an earlier page in this span */
+    if (ma_valgrind) ma_os_vg_mark(first, n * size, MA_VG_UNDEFINED);
+    for (uint32_t i = 0; i < n; i++) {
+        ma_fill_free(first + i * size, size);
+        order[i] = (uint16_t)i;
+    }
+    for (uint32_t i = n; ma_secure && i > 1; i--) {
+        uint32_t j = rng_below(&page->heap->check.rng, i);
+        uint16_t t = order[i - 1];
+        order[i - 1] = order[j];
+        order[j] = t;
+    }
+    ma_block_t *next = NULL;
+    for (uint32_t i = n; i-- > 0;) {
+        ma_block_t *b = (ma_block_t *)(first + order[i] * size);
+        b->next = ma_block_encode(next);
+        next = b;
+    }
+    page->free = next;
+}
+
 /* Carve the next few blocks into a free list in address order. */
 void ma_page_extend(ma_page_t *page) {
     size_t size = page->block_size;
@@ -42,10 +83,14 @@ void ma_page_extend(ma_page_t *page) {
     if (n > left) n = left;
     MA_ASSERT(n > 0 && page->free == NULL);
     uint8_t *first = page->start + (size_t)page->capacity * size;
-    uint8_t *p = first;
-    for (uint32_t i = 1; i < n; i++, p += size) ((ma_block_t *)p)->next = ma_block_encode(p + size);
-    ((ma_block_t *)p)->next = ma_block_encode(NULL);
-    page->free = (ma_block_t *)first;
+    if (MA_UNLIKELY(ma_checked)) {
+        extend_checked(page, first, n);
+    } else {
+        uint8_t *p = first;
+        for (uint32_t i = 1; i < n; i++, p += size) ((ma_block_t *)p)->next = ma_block_encode(p + size);
+        ((ma_block_t *)p)->next = ma_block_encode(NULL);
+        page->free = (ma_block_t *)first;
+    }
     __atomic_store_n(&page->capacity, (uint16_t)(page->capacity + n), __ATOMIC_RELAXED);
 }
 

@@ -161,9 +161,9 @@ static int visit_page(ma_page_t *page, visit_ctx_t *ctx) {
         void *block = page->start + (size_t)i * page->block_size;
         if (ctx->stats) {
             ctx->stats->blocks_in_use++;
-            ctx->stats->bytes_in_use += page->block_size;
+            ctx->stats->bytes_in_use += ma_page_usable(page);
         } else {
-            int r = ctx->fn(block, page->block_size, ctx->arg);
+            int r = ctx->fn(block, ma_page_usable(page), ctx->arg);
             if (r) return r;
         }
     }

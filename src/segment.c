@@ -16,6 +16,27 @@
  * entries are written, and its address is a link-time constant. */
 _Atomic uint8_t ma_segmap[MA_SEGMAP_ENTRIES];
 
+/* One bit per 4 KiB of the byte map: set once an entry in it is set, so
+ * that a walk over the large mappings (check.c) reads only those parts. */
+#define MAP_CHUNK 4096u
+static _Atomic uint64_t map_touched[MA_SEGMAP_ENTRIES / MAP_CHUNK / 64];
+
+/* MAPALLOC_SECURE: guard pages of PROT_NONE around the header, from its end
+ * to the end of slice 0, and the whole last slice, which then holds no
+ * span. An overflow off the end of a segment, or backwards off its first
+ * span, faults before it reaches a header (this one or the next
+ * segment's); the guards are never touched, so they cost address space and
+ * two mappings, not memory. */
+#define HEADER_BYTES ((sizeof(ma_segment_t) + MA_OS_PAGE - 1) & ~(size_t)(MA_OS_PAGE - 1))
+#define GUARD_SLICE ((uint64_t)1 << (MA_SEGMENT_SLICES - 1))
+
+static uint64_t slices_usable(void) { return ma_secure ? MA_SLICES_USABLE & ~GUARD_SLICE : MA_SLICES_USABLE; }
+
+static void guard_segment(ma_segment_t *seg) {
+    ma_os_protect((uint8_t *)seg + HEADER_BYTES, MA_SLICE_SIZE - HEADER_BYTES, false);
+    ma_os_protect((uint8_t *)seg + MA_SEGMENT_SIZE - MA_SLICE_SIZE, MA_SLICE_SIZE, false);
+}
+
 static pthread_mutex_t seg_lock = PTHREAD_MUTEX_INITIALIZER;
 static ma_segment_t *seg_list;     /* all segments, oldest first */
 static ma_segment_t *seg_last;
@@ -29,7 +50,12 @@ void ma_segment_unlock(void) { ma_unlock(&seg_lock); }
 void ma_segment_fork_child(void) { pthread_mutex_init(&seg_lock, NULL); }
 
 void ma_segment_map_set(uintptr_t base, uint8_t v) {
-    atomic_store_explicit(&ma_segmap[base >> MA_SEGMENT_SHIFT], v, memory_order_relaxed);
+    size_t i = base >> MA_SEGMENT_SHIFT;
+    atomic_store_explicit(&ma_segmap[i], v, memory_order_relaxed);
+    uint64_t bit = (uint64_t)1 << (i / MAP_CHUNK % 64);
+    _Atomic uint64_t *word = &map_touched[i / MAP_CHUNK / 64];
+    if (v != MA_MAP_NONE && !(atomic_load_explicit(word, memory_order_relaxed) & bit))
+        atomic_fetch_or_explicit(word, bit, memory_order_relaxed);
 }
 
 static uint64_t run_mask(unsigned first, unsigned count) {
@@ -78,7 +104,7 @@ static void list_remove(ma_segment_t *seg) {
 /* Unmap a segment, whatever it still holds (a destroyed heap's pages). */
 static void segment_unmap(ma_segment_t *seg) {
     list_remove(seg);
-    uint64_t used = ~seg->free_mask & MA_SLICES_USABLE;
+    uint64_t used = ~seg->free_mask & slices_usable();
     dirty_bytes -= slices_bytes(seg->dirty_mask);
     ma_segment_account_locked(-(int64_t)slices_bytes(used));
     if (seg->owner) seg->owner->segment_count--;
@@ -121,7 +147,7 @@ static size_t tick_locked(bool force) {
         released += slices_bytes(old);
         purge_slices(seg, old);
         seg->dirty_old = seg->dirty_mask;
-        bool empty = seg->free_mask == MA_SLICES_USABLE;
+        bool empty = seg->free_mask == slices_usable();
         if (empty && (force || seg->was_empty)) {
             released += MA_SLICE_SIZE;
             segment_unmap(seg);
@@ -148,9 +174,10 @@ size_t ma_segment_trim(void) {
 static ma_segment_t *segment_new(ma_heap_t *owner) {
     ma_segment_t *seg = ma_os_map_aligned(MA_SEGMENT_SIZE, MA_SEGMENT_SIZE);
     if (!seg) return NULL;
+    if (ma_secure) guard_segment(seg);
     seg->kind = MA_KIND_SEGMENT;
     seg->owner = owner;
-    seg->free_mask = MA_SLICES_USABLE;
+    seg->free_mask = slices_usable();
     /* Fresh slices are neither resident nor counted as committed. */
     atomic_fetch_sub_explicit(&ma_os_stats.committed, MA_SEGMENT_SIZE - MA_SLICE_SIZE,
                               memory_order_relaxed);
@@ -243,6 +270,20 @@ void ma_segment_visit_pages(ma_page_visit_fn *fn, void *arg) {
             if (page->slice_offset != 0 || page->block_size == 0) continue;
             fn(page, arg);
         }
+    }
+    ma_unlock(&seg_lock);
+}
+
+/* fn on the header of every large mapping in the byte map (live or
+ * cached), under the segment lock: fn must not take it. */
+void ma_segment_visit_large(ma_region_visit_fn *fn, void *arg) {
+    ma_lock(&seg_lock);
+    for (size_t chunk = 0; chunk < MA_SEGMAP_ENTRIES / MAP_CHUNK; chunk++) {
+        if (!(atomic_load_explicit(&map_touched[chunk / 64], memory_order_relaxed) >> (chunk % 64) & 1))
+            continue;
+        for (size_t i = chunk * MAP_CHUNK; i < (chunk + 1) * MAP_CHUNK; i++)
+            if (atomic_load_explicit(&ma_segmap[i], memory_order_relaxed) == MA_MAP_LARGE)
+                fn((void *)(i << MA_SEGMENT_SHIFT), arg);
     }
     ma_unlock(&seg_lock);
 }

@@ -124,8 +124,9 @@ void ma_stats_at_exit(void) { ma_stats_print(); }
 int ma_trim(size_t pad) {
     (void)pad;
     ma_process_init();
-    ma_heap_t *heap = ma_heap_tls;
-    if (heap != &ma_heap_empty) ma_heap_collect(heap, true);
+    if (ma_checked) ma_check_flush();
+    ma_heap_t *heap = ma_heap_current();
+    if (heap) ma_heap_collect(heap, true);
     ma_heap_collect_abandoned();
     return ma_segment_trim() > 0;
 }

@@ -15,9 +15,16 @@
  *
  * The misuses go through volatile function pointers, so the compiler
  * neither warns about them nor optimises them away.
+ *
+ * Some misuses are caught only in a checked mode (MAPALLOC_SECURE=1 or
+ * MAPALLOC_DEBUG=1, set by CMakeLists.txt in the test's environment): the
+ * case table says nothing about modes, CMakeLists.txt runs each case in
+ * the modes that must catch it. A case with a signal other than SIGABRT
+ * (a guard page: SIGSEGV) checks the signal only: the kernel says nothing.
  */
 #define _GNU_SOURCE
 #include <ctype.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +40,9 @@
 #define MSG_DOUBLE_FREE "mapalloc: double free of "
 #define MSG_INVALID_REALLOC "mapalloc: invalid realloc of "
 #define MSG_INVALID_USABLE "mapalloc: invalid malloc_usable_size of "
+#define MSG_OVERFLOW "mapalloc: heap overflow of "
+#define MSG_WRITE_AFTER_FREE "mapalloc: write after free of "
+#define MSG_CORRUPTED_LIST "mapalloc: corrupted free list at "
 
 extern void *__libc_malloc(size_t size); /* glibc's, whatever malloc is */
 
@@ -120,6 +130,158 @@ static void double_free_interleaved(void)
     free_fn(p);
 }
 
+/* A medium block (a page of 8 to 32 slices): another block keeps the page
+ * alive, or the first free would give the whole page back. */
+static void double_free_medium(void)
+{
+    void *keep = malloc_fn(100 * KIB);
+    void *p = malloc_fn(100 * KIB);
+    expect(p);
+    free_fn(p);
+    free_fn(p);
+    free_fn(keep);
+}
+
+static void double_free_large(void)
+{
+    void *p = malloc_fn(1 * MIB);
+    expect(p);
+    free_fn(p);
+    free_fn(p);
+}
+
+static void *free_in_thread(void *p)
+{
+    free_fn(p);
+    return NULL;
+}
+
+static void free_elsewhere(void *p)
+{
+    pthread_t t;
+    if (pthread_create(&t, NULL, free_in_thread, p) != 0 ||
+        pthread_join(t, NULL) != 0)
+        _exit(5);
+}
+
+/* Freed by its thread, then again by another: the second free takes the
+ * remote path, which the default mode does not check. */
+static void double_free_remote(void)
+{
+    void *keep = malloc_fn(48);
+    void *p = malloc_fn(48);
+    expect(p);
+    free_fn(p);
+    free_elsewhere(p);
+    free_fn(keep);
+}
+
+static void overflow_one(void)
+{
+    char *p = malloc_fn(24);
+    size_t n = usable_fn(p);
+    memset(p, 'a', n);
+    expect(p);
+    p[n] = 'x';
+    free_fn(p);
+}
+
+static void overflow_many(void)
+{
+    char *p = malloc_fn(100);
+    memset(p, 'a', usable_fn(p) + 40);
+    expect(p);
+    free_fn(p);
+}
+
+/* A string one byte too long for its block: the canary's first byte is
+ * never 0, so even the terminator is caught. */
+static void overflow_nul(void)
+{
+    char *p = malloc_fn(40);
+    size_t n = usable_fn(p);
+    memset(p, 'a', n);
+    expect(p);
+    p[n] = '\0';
+    free_fn(p);
+}
+
+/* The byte written after free is found when the block comes back: through
+ * the quarantine (MAPALLOC_SECURE) or straight from the free lists. */
+static void write_after_free(void)
+{
+    char *p = malloc_fn(64);
+    expect(p);
+    free_fn(p);
+    p[20] = 'x';
+    for (int i = 0; i < 10000; i++)
+        free_fn(malloc_fn(64));
+}
+
+/* The first word of a quarantined block is its tag: checked when the
+ * block leaves the quarantine. */
+static void write_after_free_first_word(void)
+{
+    char *p = malloc_fn(64);
+    expect(p);
+    free_fn(p);
+    memset(p, 'x', 8);
+    for (int i = 0; i < 10000; i++)
+        free_fn(malloc_fn(64));
+}
+
+static void invalid_free_destroyed_heap(void)
+{
+    ma_heap_t *h = ma_heap_new();
+    void *p = h ? ma_heap_malloc(h, 64) : NULL;
+    if (!p)
+        _exit(5);
+    ma_heap_destroy(h);
+    expect(p);
+    free_fn(p);
+}
+
+/* Garbage in the link of a block another thread freed: the owner follows
+ * that list when its page runs dry, and names the block holding the bad
+ * link (the key makes it decode to an address outside the page). */
+static void corrupted_free_list(void)
+{
+    void *keep = malloc_fn(32);
+    uint64_t *p = malloc_fn(32);
+    free_elsewhere(p);
+    expect(p);
+    *p = 0x4141414141414141ull;
+    for (int i = 0; i < 100000; i++)
+        malloc_fn(32);
+    free_fn(keep);
+}
+
+/* MAPALLOC_SECURE: the end of a large mapping and the space around a
+ * segment header are PROT_NONE. */
+static void guard_large(void)
+{
+    char *p = malloc_fn(1 * MIB);
+    size_t n = usable_fn(p);
+    expect(p + n);
+    ((volatile char *)p)[n] = 'x';
+}
+
+static void guard_segment_header(void)
+{
+    char *p = malloc_fn(32);
+    char *seg = (char *)((uintptr_t)p & ~(uintptr_t)(4 * MIB - 1));
+    expect(seg + 64 * KIB - 1);
+    ((volatile char *)seg)[64 * KIB - 1] = 'x';
+}
+
+static void guard_segment_end(void)
+{
+    char *p = malloc_fn(32);
+    char *seg = (char *)((uintptr_t)p & ~(uintptr_t)(4 * MIB - 1));
+    expect(seg + 4 * MIB - 1);
+    ((volatile char *)seg)[4 * MIB - 1] = 'x';
+}
+
 static void invalid_realloc_stack(void)
 {
     _Alignas(16) char x[64];
@@ -140,18 +302,32 @@ static const struct death_case {
     const char *name;
     const char *message;
     void (*run)(void);
+    int sig; /* 0: SIGABRT and the message */
 } cases[] = {
-    {"invalid_free_stack", MSG_INVALID_FREE, invalid_free_stack},
-    {"invalid_free_global", MSG_INVALID_FREE, invalid_free_global},
-    {"invalid_free_libc_small", MSG_INVALID_FREE, invalid_free_libc_small},
-    {"invalid_free_libc_large", MSG_INVALID_FREE, invalid_free_libc_large},
-    {"invalid_free_interior", MSG_INVALID_FREE, invalid_free_interior},
-    {"invalid_free_interior_odd", MSG_INVALID_FREE, invalid_free_interior_odd},
-    {"double_free_32", MSG_DOUBLE_FREE, double_free_32},
-    {"double_free_1000", MSG_DOUBLE_FREE, double_free_1000},
-    {"double_free_interleaved", MSG_DOUBLE_FREE, double_free_interleaved},
-    {"invalid_realloc_stack", MSG_INVALID_REALLOC, invalid_realloc_stack},
-    {"invalid_usable_size_stack", MSG_INVALID_USABLE, invalid_usable_size_stack},
+    {"invalid_free_stack", MSG_INVALID_FREE, invalid_free_stack, 0},
+    {"invalid_free_global", MSG_INVALID_FREE, invalid_free_global, 0},
+    {"invalid_free_libc_small", MSG_INVALID_FREE, invalid_free_libc_small, 0},
+    {"invalid_free_libc_large", MSG_INVALID_FREE, invalid_free_libc_large, 0},
+    {"invalid_free_interior", MSG_INVALID_FREE, invalid_free_interior, 0},
+    {"invalid_free_interior_odd", MSG_INVALID_FREE, invalid_free_interior_odd, 0},
+    {"double_free_32", MSG_DOUBLE_FREE, double_free_32, 0},
+    {"double_free_1000", MSG_DOUBLE_FREE, double_free_1000, 0},
+    {"double_free_interleaved", MSG_DOUBLE_FREE, double_free_interleaved, 0},
+    {"invalid_realloc_stack", MSG_INVALID_REALLOC, invalid_realloc_stack, 0},
+    {"invalid_usable_size_stack", MSG_INVALID_USABLE, invalid_usable_size_stack, 0},
+    {"double_free_medium", MSG_DOUBLE_FREE, double_free_medium, 0},
+    {"double_free_large", MSG_DOUBLE_FREE, double_free_large, 0},
+    {"double_free_remote", MSG_DOUBLE_FREE, double_free_remote, 0},
+    {"overflow_one", MSG_OVERFLOW, overflow_one, 0},
+    {"overflow_many", MSG_OVERFLOW, overflow_many, 0},
+    {"overflow_nul", MSG_OVERFLOW, overflow_nul, 0},
+    {"write_after_free", MSG_WRITE_AFTER_FREE, write_after_free, 0},
+    {"write_after_free_first_word", MSG_WRITE_AFTER_FREE, write_after_free_first_word, 0},
+    {"invalid_free_destroyed_heap", MSG_INVALID_FREE, invalid_free_destroyed_heap, 0},
+    {"corrupted_free_list", MSG_CORRUPTED_LIST, corrupted_free_list, 0},
+    {"guard_large", NULL, guard_large, SIGSEGV},
+    {"guard_segment_header", NULL, guard_segment_header, SIGSEGV},
+    {"guard_segment_end", NULL, guard_segment_end, SIGSEGV},
 };
 
 /* Reads fd to EOF into buf (NUL-terminated, truncated at size - 1). */
@@ -184,8 +360,9 @@ static int has_message(const char *text, const char *message,
     return 0;
 }
 
-/* Runs child() in a child process and checks how it died. */
-static void expect_death(const char *name, const char *message,
+/* Runs child() in a child process and checks how it died: by sig, and for
+ * SIGABRT with message and the address. */
+static void expect_death(const char *name, const char *message, int sig,
                          void (*child)(void *), void *arg)
 {
     int out[2], err[2];
@@ -221,14 +398,16 @@ static void expect_death(const char *name, const char *message,
     waitpid(pid, &st, 0);
     address[strcspn(address, "\n")] = '\0';
 
-    int by_abort = WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT;
-    int said = address[0] != '\0' && has_message(text, message, address);
+    int by_abort = WIFSIGNALED(st) && WTERMSIG(st) == sig;
+    int said = address[0] != '\0' &&
+               (sig != SIGABRT || has_message(text, message, address));
     if (WIFSIGNALED(st))
         printf("%s: killed by signal %d\n", name, WTERMSIG(st));
     else
         printf("%s: exited with status %d\n", name, WEXITSTATUS(st));
-    printf("expected on stderr: %s%s\nstderr was: %s%s", message, address,
-           text[0] ? "\n" : "(empty)\n", text);
+    printf("expected: signal %d, on stderr: %s%s\nstderr was: %s%s", sig,
+           message ? message : "(nothing)", address, text[0] ? "\n" : "(empty)\n",
+           text);
     CHECK(by_abort);
     CHECK(said);
 }
@@ -258,12 +437,13 @@ int main(int argc, char **argv)
                                   ? MSG_DOUBLE_FREE
                                   : MSG_INVALID_FREE;
         struct exec_args e = {argv[3], argv[2], argv[4]};
-        expect_death(argv[2], message, run_exec, &e);
+        expect_death(argv[2], message, SIGABRT, run_exec, &e);
         return check_done();
     }
     for (size_t i = 0; argc == 2 && i < sizeof cases / sizeof cases[0]; i++) {
         if (strcmp(argv[1], cases[i].name) == 0) {
-            expect_death(cases[i].name, cases[i].message, run_case,
+            expect_death(cases[i].name, cases[i].message,
+                         cases[i].sig ? cases[i].sig : SIGABRT, run_case,
                          (void *)&cases[i]);
             return check_done();
         }

@@ -1,0 +1,548 @@
+/* check.c - checked mode (MAPALLOC_SECURE, MAPALLOC_DEBUG, valgrind) and
+ * ma_check().
+ *
+ * In checked mode ma_heap_tls stays the empty heap, so every malloc and
+ * free misses its fast path and a slow path hands it here; the thread's
+ * heap is in ma_heap_checked_tls. Blocks come from the same heaps, pages
+ * and large mappings as always; this layer wraps each one:
+ *  - every checked mode: a free block holds the free fill (ma_fill_free);
+ *    it is checked when the block is handed out again (write after free)
+ *    and tells a double free from the free of a live block;
+ *  - MAPALLOC_SECURE: the last 8 bytes of each block in a page hold a
+ *    canary, a hash of its address and the secret key, checked on free
+ *    (heap overflow); freed blocks of thread heaps wait in a quarantine
+ *    ring per heap before they can be reused; page.c shuffles carved
+ *    blocks, segment.c and large.c add guard pages;
+ *  - MAPALLOC_DEBUG: new blocks are filled with 0xAA (not calloc's), freed
+ *    ones with 0xDD throughout, and a leak report is printed at exit;
+ *  - valgrind: memcheck is told of each block (malloc-like, free-like), and
+ *    free blocks are no-access but for their first word, the link.
+ * States of a block of a page in checked mode: live (secure: canary
+ * intact); quarantined (first word = quarantine tag); listed (first word =
+ * encoded link). The modes are fixed before the first block exists.
+ */
+#include <errno.h>
+#include "internal.h"
+
+#define CANARY_SIZE MA_CANARY_SIZE
+#define ALLOC_FILL 0xAA
+#define FILL64 MA_FILL64                 /* MA_FREE_FILL in every byte */
+#define LARGE_FILL_EDGE ((size_t)64 << 10) /* debug fills of mapped blocks */
+#define MAX_REPORTED 100                 /* ma_check prints this many problems */
+#define MAX_PAGE_BLOCKS 4096u            /* 64 KiB / 16: the most a page holds */
+#define LIST_LIMIT ((uint64_t)1 << 24)   /* a longer remote_full list is a cycle */
+
+static size_t canary_size(void) { return ma_secure ? CANARY_SIZE : 0; }
+
+/* The canary of the block at b: never the free fill, never a 0 in its
+ * first byte (an off-by-one string terminator is caught). */
+static uint64_t canary_of(const void *b) {
+    uint64_t h = ((uintptr_t)b ^ ma_key) * 0x9E3779B97F4A7C15ull;
+    h = (h ^ (h >> 31)) | 1;
+    return h == FILL64 ? h ^ 2 : h;
+}
+
+/* First word of a quarantined block: nothing a link decodes from. */
+static uintptr_t qtag_of(const void *b) {
+    uint64_t h = ((uintptr_t)b ^ ~ma_key) * 0xD6E8FEB86659FD93ull;
+    return (uintptr_t)(h ^ (h >> 29));
+}
+
+static uint64_t load64(const uint8_t *p) {
+    uint64_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static void store64(uint8_t *p, uint64_t v) { memcpy(p, &v, sizeof v); }
+
+/* Bits that differ from the fill in [from, to): 16-byte aligned ends. */
+static inline ma_v16_t fill_diff(const uint8_t *from, const uint8_t *to) {
+    const ma_v16_t fill = {FILL64, FILL64};
+    ma_v16_t diff = {0, 0};
+    for (; from < to; from += 16) diff |= *(const ma_v16_t *)from ^ fill;
+    return diff;
+}
+
+/* The part of a free block that ma_fill_free wrote. */
+static inline bool fill_intact(const uint8_t *b, size_t size) {
+    ma_v16_t d;
+    if (size <= MA_FILL_WHOLE_MAX) d = fill_diff(b + 16, b + size);
+    else d = fill_diff(b + 16, b + 16 + MA_FILL_EDGE) | fill_diff(b + size - MA_FILL_EDGE, b + size);
+    return ((load64(b + MA_LINK_SIZE) ^ FILL64) | d[0] | d[1]) == 0;
+}
+
+/* A free block's first word: its quarantine tag, or a link to NULL or to a
+ * block of ours (remote_full lists link blocks of different pages). */
+static bool free_word(const uint8_t *b) {
+    uintptr_t w = (uintptr_t)load64(b);
+    ma_block_t *link = ma_block_decode(w);
+    return w == qtag_of(b) || link == NULL || ma_segment_small_of(link) != NULL;
+}
+
+static void fill_edges(uint8_t *p, size_t size, int byte) {
+    if (size <= 2 * LARGE_FILL_EDGE) {
+        memset(p, byte, size);
+        return;
+    }
+    memset(p, byte, LARGE_FILL_EDGE);
+    memset(p + size - LARGE_FILL_EDGE, byte, LARGE_FILL_EDGE);
+}
+
+static inline ma_page_t *page_of(const void *p) { return ma_segment_page_of(ma_segment_small_of(p), p); }
+
+static bool user_heap(ma_heap_t *heap) {
+    return heap && atomic_load_explicit(&heap->kind, memory_order_relaxed) == MA_HEAP_USER;
+}
+
+/* ---- Allocation ------------------------------------------------------------ */
+
+static void *finish_large(uint8_t *p, bool zero) {
+    ma_large_t *large = ma_region_of(p);
+    size_t usable = ma_large_usable(large);
+    if (ma_debug && !zero) fill_edges(p, usable, ALLOC_FILL);
+    if (ma_valgrind) ma_os_vg_malloclike(p, usable, zero);
+    return p;
+}
+
+static void *alloc_large(ma_heap_t *heap, size_t size, size_t align, bool zero) {
+    uint8_t *p = ma_large_alloc(size, align < MA_ALIGN_MIN ? MA_ALIGN_MIN : align, zero,
+                                user_heap(heap) ? heap : NULL);
+    return p ? finish_large(p, zero) : NULL;
+}
+
+/* A block just popped from its page: the link it held must lead to a
+ * block of the page (so the list is named at the block that broke it), and
+ * its fill must be whole. */
+static void *finish_small(uint8_t *p, bool zero) {
+    ma_page_t *page = page_of(p);
+    size_t size = page->block_size;
+    if (page->free && ma_page_block_index(page, page->free) == UINT32_MAX)
+        ma_diag_fatal_ptr("corrupted free list at", p, page->sclass);
+    if (ma_valgrind) ma_os_vg_mark(p, size, MA_VG_DEFINED);
+    if (!fill_intact(p, size)) ma_diag_fatal_ptr("write after free", p, page->sclass);
+    size_t usable = ma_page_usable(page);
+    if (ma_secure) store64(p + usable, canary_of(p));
+    if (zero) memset(p, 0, usable);
+    else if (ma_debug) memset(p, ALLOC_FILL, usable);
+    if (ma_valgrind) {
+        ma_os_vg_malloclike(p, usable, zero);
+        if (usable < size) ma_os_vg_mark(p + usable, size - usable, MA_VG_NOACCESS);
+    }
+    return p;
+}
+
+/* memcheck counts a pointer from our page descriptors (page->start) as a
+ * reference: under valgrind the first block of each page is never handed
+ * out, so that a leak is reported as such whichever block it is. */
+static uint8_t *pop_small(ma_heap_t *heap, size_t size, size_t align) {
+    uint8_t *p = ma_alloc_unchecked(heap, size, align, false);
+    while (ma_valgrind && p && ma_segment_small_of(p) && p == page_of(p)->start)
+        p = ma_alloc_unchecked(heap, size, align, false);
+    return p;
+}
+
+void *ma_check_alloc(ma_heap_t *heap, size_t size, size_t align, bool zero) {
+    size_t tail = canary_size();
+    if (size > MA_MEDIUM_MAX - tail || align > MA_SLICE_SIZE) return alloc_large(heap, size, align, zero);
+    if (!heap && (heap = ma_heap_checked_tls) == NULL && (heap = ma_heap_thread_init()) == NULL) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    uint8_t *p;
+    if (MA_LIKELY(align <= MA_ALIGN_MIN && !ma_valgrind)) p = ma_alloc_class(heap, ma_sizeclass_of(size + tail));
+    else p = pop_small(heap, size + tail, align);
+    if (!p) return NULL;
+    return ma_segment_small_of(p) ? finish_small(p, zero) : finish_large(p, zero);
+}
+
+/* ---- Free ------------------------------------------------------------------ */
+
+/* To the page's lists, for good. */
+static void release(ma_heap_t *heap, ma_page_t *page, ma_block_t *b) {
+    if (heap && page->heap == heap) ma_free_local(heap, page, b);
+    else ma_free_remote(page, b);
+}
+
+static void evict(ma_heap_t *heap) {
+    ma_check_heap_t *q = &heap->check;
+    uint8_t *b = q->q_ring[q->q_head];
+    q->q_head = (q->q_head + 1) % MA_QUARANTINE_SLOTS;
+    q->q_count--;
+    ma_page_t *page = page_of(b);
+    q->q_bytes -= page->block_size;
+    if ((uintptr_t)load64(b) != qtag_of(b)) ma_diag_fatal_ptr("write after free", b, page->sclass);
+    release(heap, page, (ma_block_t *)b);
+}
+
+static void quarantine(ma_heap_t *heap, ma_page_t *page, uint8_t *b) {
+    ma_check_heap_t *q = &heap->check;
+    if (q->q_count == MA_QUARANTINE_SLOTS) evict(heap);
+    q->q_ring[(q->q_head + q->q_count) % MA_QUARANTINE_SLOTS] = b;
+    q->q_count++;
+    q->q_bytes += page->block_size;
+    while (q->q_bytes > MA_QUARANTINE_BYTES) evict(heap);
+}
+
+/* The block must be live: its canary intact (secure), or at least not
+ * looking like a free block. The free fill in the canary's place, or all
+ * over the block, means it was freed already. */
+static inline void check_live(const ma_page_t *page, const uint8_t *p) {
+    size_t size = page->block_size;
+    if (ma_secure) {
+        uint64_t c = load64(p + size - CANARY_SIZE);
+        if (c == canary_of(p)) return;
+        ma_diag_fatal_ptr(c == FILL64 ? "double free" : "heap overflow", p, page->sclass);
+    }
+    if (fill_intact(p, size) && free_word(p)) ma_diag_fatal_ptr("double free", p, page->sclass);
+}
+
+void ma_check_free_block(ma_page_t *page, void *block) {
+    uint8_t *p = block;
+    size_t size = page->block_size;
+    if (ma_valgrind) {
+        ma_os_vg_freelike(p);
+        ma_os_vg_mark(p, size, MA_VG_DEFINED);
+    }
+    check_live(page, p);
+    if (ma_debug) memset(p + MA_LINK_SIZE, MA_FREE_FILL, size - MA_LINK_SIZE);
+    else ma_fill_free(p, size);
+    store64(p, qtag_of(p));
+    if (ma_valgrind) ma_os_vg_mark(p + MA_LINK_SIZE, size - MA_LINK_SIZE, MA_VG_NOACCESS);
+    /* A user heap's blocks stay out of quarantines: ma_heap_destroy unmaps
+     * its pages without asking where their blocks are. */
+    ma_heap_t *heap = ma_heap_checked_tls;
+    if (ma_secure && heap && !user_heap(page->heap)) quarantine(heap, page, p);
+    else release(heap, page, (ma_block_t *)p);
+}
+
+static void free_large(ma_large_t *large, uint8_t *p) {
+    if (atomic_load_explicit(&large->state, memory_order_acquire) != MA_LARGE_LIVE)
+        ma_diag_fatal_ptr("double free", p, -1);
+    if (ma_debug) fill_edges(p, ma_large_usable(large), MA_FREE_FILL);
+    if (ma_valgrind) ma_os_vg_freelike(p);
+    ma_large_free(large, p);
+}
+
+/* As ma_free_slow: large blocks, blocks of fixed heaps, foreign pointers
+ * (munmap may run: the caller keeps errno). */
+static void free_elsewhere(uint8_t *p) {
+    void *region = ma_region_of(p);
+    bool large = region && ma_region_is_large(region);
+    ma_heap_t *fixed;
+    if (large && ma_large_owns(region, p)) free_large(region, p);
+    else if ((fixed = ma_fixed_find(p)) != NULL) ma_fixed_free(fixed, p, "invalid free");
+    else ma_diag_fatal_ptr("invalid free", p, large ? -1 : 0);
+}
+
+void ma_check_free(void *p) {
+    if (p == NULL) return;
+    ma_segment_t *seg = ma_segment_small_of(p);
+    if (seg) {
+        ma_page_t *page = ma_segment_page_of(seg, p);
+        if (ma_page_block_index(page, p) == UINT32_MAX)
+            ma_diag_fatal_ptr("invalid free", p, page->block_size ? page->sclass : 0);
+        ma_check_free_block(page, p);
+        return;
+    }
+    int saved = errno;
+    free_elsewhere(p);
+    errno = saved;
+}
+
+void ma_check_flush(void) {
+    ma_heap_t *heap = ma_heap_checked_tls;
+    if (heap) ma_check_thread_done(heap);
+}
+
+void ma_check_thread_done(ma_heap_t *heap) {
+    while (heap->check.q_count > 0) evict(heap);
+}
+
+/* ---- realloc, usable size ---------------------------------------------------- */
+
+size_t ma_check_usable(const void *p, const char *what) {
+    size_t usable = ma_usable_unchecked(p, what);
+    return ma_segment_small_of(p) ? usable - canary_size() : usable;
+}
+
+void *ma_check_realloc(void *p, size_t size) {
+    if (size == 0) {
+        ma_check_free(p);
+        return NULL;
+    }
+    size_t usable = ma_check_usable(p, "invalid realloc");
+    if (ma_segment_small_of(p)) {
+        check_live(page_of(p), p);
+        if (size <= usable && size >= usable / 2) return p;
+    } else if (size > MA_MEDIUM_MAX && !ma_valgrind) {
+        ma_large_t *large = ma_region_of(p);
+        if (large && ma_region_is_large(large) && ma_large_owns(large, p)) {
+            void *q = ma_large_realloc(large, p, size);
+            if (q) return q;
+        }
+    }
+    void *q = ma_check_alloc(NULL, size, MA_ALIGN_MIN, false);
+    if (!q) return NULL;
+    memcpy(q, p, size < usable ? size : usable);
+    ma_check_free(p);
+    return q;
+}
+
+/* ---- ma_check and the leak report ------------------------------------------- */
+
+typedef struct walk_s {
+    ma_heap_t *me;                       /* the calling thread's heap, or NULL */
+    bool deep;                           /* look inside blocks (fills, canaries) */
+    int problems;
+    uint64_t live[MA_CLASS_COUNT];       /* blocks in use, per class */
+    uint64_t large_count[64];            /* live large blocks, by log2 of usable size */
+    uint64_t large_bytes[64];
+} walk_t;
+
+static void problem(walk_t *w, const char *what, const void *at) {
+    if (++w->problems > MAX_REPORTED) return;
+    ma_buf_t b = {.len = 0};
+    ma_buf_str(&b, "mapalloc: check: ");
+    ma_buf_str(&b, what);
+    ma_buf_str(&b, " ");
+    ma_buf_hex(&b, (uintptr_t)at);
+    ma_buf_str(&b, "\n");
+    ma_buf_flush(&b);
+}
+
+/* The heap's owner cannot change its pages while we look: it is the
+ * calling thread, or no thread (abandoned and user heaps). Heaps lock held. */
+static bool quiescent(const walk_t *w, const ma_heap_t *heap) {
+    return heap != NULL && (heap == w->me || !heap->owned);
+}
+
+static void check_queue(walk_t *w, ma_heap_t *heap, const ma_pageq_t *q, unsigned cls) {
+    const ma_page_t *prev = NULL;
+    uint64_t n = 0;
+    for (const ma_page_t *page = q->first; page; prev = page, page = page->next) {
+        bool full = q == &heap->full;
+        if (page->prev != prev || page->heap != heap || ++n > LIST_LIMIT ||
+            (!full && page->sclass != cls) || page->in_full != full) {
+            problem(w, "page queue broken at page descriptor", page);
+            return;
+        }
+    }
+    if (q->last != prev) problem(w, "page queue's last page wrong in heap", heap);
+}
+
+static bool valid_block(const void *b) {
+    ma_segment_t *seg = ma_segment_small_of(b);
+    return seg && ma_page_block_index(ma_segment_page_of(seg, b), b) != UINT32_MAX;
+}
+
+static void check_heap(walk_t *w, ma_heap_t *heap) {
+    uint32_t kind = atomic_load_explicit(&heap->kind, memory_order_relaxed);
+    if ((kind != MA_HEAP_THREAD && kind != MA_HEAP_USER) || !quiescent(w, heap)) return;
+    for (unsigned cls = 1; cls < MA_CLASS_COUNT; cls++) check_queue(w, heap, &heap->queue[cls], cls);
+    check_queue(w, heap, &heap->full, 0);
+    for (unsigned i = 0; i < MA_DIRECT_COUNT; i++) {
+        const ma_page_t *first = heap->queue[ma_sizeclass_of(i ? i * 16 : 1)].first;
+        if (heap->direct[i] != (first ? first : &ma_page_empty)) problem(w, "stale direct entry in heap", heap);
+    }
+    uintptr_t link = atomic_load_explicit(&heap->remote_full, memory_order_acquire);
+    for (uint64_t n = 0; link; n++) {
+        ma_block_t *b = (ma_block_t *)link;
+        if (!valid_block(b) || n > LIST_LIMIT) {
+            problem(w, "remote free list broken at", b);
+            break;
+        }
+        link = (uintptr_t)ma_block_decode(b->next);
+    }
+    const ma_check_heap_t *q = &heap->check;
+    if (q->q_count > MA_QUARANTINE_SLOTS) problem(w, "quarantine count wrong in heap", heap);
+    for (uint32_t i = 0; i < q->q_count && i < MA_QUARANTINE_SLOTS; i++) {
+        const uint8_t *b = q->q_ring[(q->q_head + i) % MA_QUARANTINE_SLOTS];
+        if (!valid_block(b)) problem(w, "quarantine holds a foreign pointer", b);
+        else if (w->deep && (uintptr_t)load64(b) != qtag_of(b)) problem(w, "write after free of", b);
+    }
+}
+
+static bool descriptor_sane(walk_t *w, const ma_page_t *page) {
+    ma_segment_t *seg = (ma_segment_t *)((uintptr_t)page & ~MA_SEGMENT_MASK);
+    size_t idx = (size_t)(page - seg->pages);
+    unsigned cls = page->sclass;
+    size_t size = cls >= 1 && cls < MA_CLASS_COUNT ? ma_sizeclass_size(cls) : 0;
+    bool ok = size != 0 && page->block_size == size && page->slice_count == ma_sizeclass_slices(cls) &&
+              idx + page->slice_count <= MA_SEGMENT_SLICES &&
+              page->start == (uint8_t *)seg + (idx << MA_SLICE_SHIFT) &&
+              page->reserved == ((size_t)page->slice_count << MA_SLICE_SHIFT) / size &&
+              page->reserved <= MAX_PAGE_BLOCKS && page->capacity <= page->reserved &&
+              page->recip == (((uint64_t)1 << MA_RECIP_SHIFT) + size - 1) / size;
+    for (unsigned i = 1; ok && i < page->slice_count; i++) ok = page[i].slice_offset == i;
+    if (!ok) problem(w, "corrupted page descriptor", page);
+    return ok;
+}
+
+/* Marks the blocks of one free list; returns how many, or stops at the
+ * first link that leaves the page or comes back. */
+static uint32_t mark_list(walk_t *w, const ma_page_t *page, const ma_block_t *b, uint64_t *bits) {
+    uint32_t n = 0;
+    for (; b; b = ma_block_decode(b->next)) {
+        uint32_t i = ma_page_block_index(page, b);
+        if (i == UINT32_MAX) {
+            problem(w, "free list leaves its page: bad link in page", page->start);
+            break;
+        }
+        if (bits[i / 64] & ((uint64_t)1 << (i % 64))) {
+            problem(w, "block twice on the free lists (double free?):", b);
+            break;
+        }
+        bits[i / 64] |= (uint64_t)1 << (i % 64);
+        n++;
+        if (w->deep && !fill_intact((const uint8_t *)b, page->block_size)) problem(w, "write after free of", b);
+    }
+    return n;
+}
+
+/* A block not on its page's lists: live, or free elsewhere (a quarantine,
+ * a heap's remote_full list). */
+static bool block_live(walk_t *w, const ma_page_t *page, const uint8_t *b) {
+    if (!w->deep) return true;
+    size_t size = page->block_size;
+    if ((uintptr_t)load64(b) == qtag_of(b)) {
+        if (!fill_intact(b, size)) problem(w, "write after free of", b);
+        return false;
+    }
+    if (ma_secure) {
+        uint64_t c = load64(b + size - CANARY_SIZE);
+        if (c == canary_of(b)) return true;
+        if (c == FILL64 && fill_intact(b, size)) return false;
+        problem(w, "heap overflow of", b);
+        return true;
+    }
+    return !(fill_intact(b, size) && free_word(b));
+}
+
+static void check_page(const ma_page_t *page, void *arg) {
+    walk_t *w = arg;
+    unsigned cls = page->sclass < MA_CLASS_COUNT ? page->sclass : 0;
+    if (!quiescent(w, page->heap)) {  /* its owner runs: its counters will do */
+        uint32_t used = ma_page_used(page);
+        w->live[cls] += used < page->capacity ? used : page->capacity;
+        return;
+    }
+    if (!descriptor_sane(w, page)) return;
+    uint64_t bits[MAX_PAGE_BLOCKS / 64] = {0};
+    uint32_t listed = mark_list(w, page, page->free, bits);
+    listed += mark_list(w, page, page->local_free, bits);
+    uintptr_t tf = atomic_load_explicit(&page->thread_free, memory_order_acquire) & ~MA_TF_NOTIFY;
+    mark_list(w, page, (const ma_block_t *)tf, bits);  /* still counted as used */
+    if (ma_page_used(page) != page->capacity - listed)
+        problem(w, "block counts disagree (allocs - frees != carved - free) in page", page->start);
+    uint64_t live = 0;
+    for (uint32_t i = 0; i < page->capacity; i++) {
+        if (bits[i / 64] & ((uint64_t)1 << (i % 64))) continue;
+        live += block_live(w, page, page->start + (size_t)i * page->block_size);
+    }
+    w->live[cls] += live;
+}
+
+static void check_large(void *region, void *arg) {
+    walk_t *w = arg;
+    ma_large_t *large = region;
+    uint32_t state = atomic_load_explicit(&large->state, memory_order_acquire);
+    if (large->kind != MA_KIND_LARGE) {
+        problem(w, "corrupted large block header at", large);
+        return;
+    }
+    if (state == 0) return;  /* being mapped right now */
+    bool ok = (state == MA_LARGE_LIVE || state == MA_LARGE_CACHED) && large->map_size % MA_OS_PAGE == 0 &&
+              large->offset >= MA_LARGE_HEADER && large->guard == (ma_secure ? MA_OS_PAGE : 0) &&
+              large->offset + large->guard < large->map_size;
+    if (!ok) {
+        problem(w, "corrupted large block header at", large);
+        return;
+    }
+    if (state != MA_LARGE_LIVE) return;
+    size_t usable = ma_large_usable(large);
+    unsigned bucket = 63u - (unsigned)__builtin_clzl(usable);
+    w->large_count[bucket]++;
+    w->large_bytes[bucket] += usable;
+}
+
+/* Every heap, then every page (heaps lock, then segment lock: the order of
+ * heap.c), then every large mapping. */
+static int walk(walk_t *w) {
+    w->me = ma_heap_current();
+    w->deep = ma_checked && !ma_valgrind;
+    ma_heap_lock();
+    for (ma_heap_t *heap = ma_heap_first(); heap; heap = heap->next_all) check_heap(w, heap);
+    ma_segment_visit_pages(check_page, w);
+    ma_heap_unlock();
+    ma_segment_visit_large(check_large, w);
+    if (w->problems > 0) {
+        ma_buf_t b = {.len = 0};
+        ma_buf_str(&b, "mapalloc: check: ");
+        ma_buf_u64(&b, (uint64_t)w->problems);
+        ma_buf_str(&b, w->problems > MAX_REPORTED ? " problems (the first ones above)\n" : " problem(s)\n");
+        ma_buf_flush(&b);
+    }
+    return w->problems;
+}
+
+int ma_check(void) {
+    ma_process_init();
+    walk_t w;
+    memset(&w, 0, sizeof w);
+    return walk(&w);
+}
+
+static void leak_line(uint64_t count, const char *what, uint64_t size, int cls, uint64_t bytes) {
+    ma_buf_t b = {.len = 0};
+    ma_buf_str(&b, "mapalloc: leaked: ");
+    ma_buf_u64(&b, count);
+    ma_buf_str(&b, what);
+    ma_buf_u64(&b, size);
+    ma_buf_str(&b, " bytes");
+    if (cls > 0) {
+        ma_buf_str(&b, " (size class ");
+        ma_buf_u64(&b, (uint64_t)cls);
+        ma_buf_str(&b, ")");
+    }
+    ma_buf_str(&b, ": ");
+    ma_buf_u64(&b, bytes);
+    ma_buf_str(&b, " bytes\n");
+    ma_buf_flush(&b);
+}
+
+/* MAPALLOC_DEBUG at exit: what ma_check finds, then the blocks still in
+ * use, by size class and by power of two for large blocks. Blocks that
+ * the C library keeps to the end (stdio buffers, ...) are among them. */
+void ma_check_at_exit(void) {
+    if (ma_valgrind) return;  /* memcheck's own report says more */
+    ma_check_flush();
+    ma_heap_t *me = ma_heap_current();
+    if (me) ma_heap_drain_remote(me);
+    walk_t w;
+    memset(&w, 0, sizeof w);
+    walk(&w);
+    uint64_t blocks = 0, bytes = 0;
+    for (unsigned c = 1; c < MA_CLASS_COUNT; c++) {
+        blocks += w.live[c];
+        bytes += w.live[c] * (ma_sizeclass_size(c) - canary_size());
+    }
+    for (unsigned i = 0; i < 64; i++) {
+        blocks += w.large_count[i];
+        bytes += w.large_bytes[i];
+    }
+    ma_buf_t b = {.len = 0};
+    ma_buf_str(&b, "mapalloc: leak report: ");
+    ma_buf_u64(&b, blocks);
+    ma_buf_str(&b, " blocks (");
+    ma_buf_u64(&b, bytes);
+    ma_buf_str(&b, " bytes) in use at exit\n");
+    ma_buf_flush(&b);
+    for (unsigned c = 1; c < MA_CLASS_COUNT; c++)
+        if (w.live[c])
+            leak_line(w.live[c], " blocks of ", ma_sizeclass_size(c) - canary_size(), (int)c,
+                      w.live[c] * (ma_sizeclass_size(c) - canary_size()));
+    for (unsigned i = 0; i < 64; i++)
+        if (w.large_count[i])
+            leak_line(w.large_count[i], " large blocks of up to ", ((uint64_t)2 << i) - 1, 0, w.large_bytes[i]);
+}

@@ -1,0 +1,41 @@
+#!/bin/sh
+# run.sh SRC BUILD CLANG [SECONDS] - builds fuzz_alloc.c with clang
+# (-fsanitize=fuzzer,address) against mapalloc's ma_ sources (override.c
+# left out) into BUILD, then runs it for SECONDS (20) in all: the first
+# part in the default mode, the rest with MAPALLOC_SECURE=1 MAPALLOC_DEBUG=1.
+# Fixed seeds, no corpus kept. Exit 77 (skipped) without clang or libFuzzer.
+set -u
+src=$1
+build=$2
+clang=${3:-clang}
+seconds=${4:-20}
+if ! command -v "$clang" >/dev/null 2>&1; then
+    echo "clang not found: skipped"
+    exit 77
+fi
+mkdir -p "$build"
+probe="$build/probe.c"
+printf '#include <stdint.h>\n#include <stddef.h>\nint LLVMFuzzerTestOneInput(const uint8_t *d, size_t n) { (void)d; (void)n; return 0; }\n' >"$probe"
+if ! "$clang" -fsanitize=fuzzer,address "$probe" -o "$build/probe" >/dev/null 2>&1; then
+    echo "clang -fsanitize=fuzzer does not link (libclang-rt-dev missing?): skipped"
+    exit 77
+fi
+sources=$(ls "$src"/src/*.c | grep -v '/override\.c$')
+# The allocator's own flags (CMakeLists.txt), then the sanitizers.
+"$clang" -std=gnu11 -O1 -g -Wall -Wextra -fno-omit-frame-pointer \
+    -fsanitize=fuzzer,address -fvisibility=hidden -fno-builtin-malloc \
+    -fno-builtin-calloc -fno-builtin-realloc -fno-builtin-free \
+    -DMA_OVERRIDE=0 -DMA_DEBUG=1 -I"$src/include" -I"$src/src" \
+    "$src/test/fuzz/fuzz_alloc.c" $sources -lpthread -o "$build/fuzz_alloc" || exit 1
+first=$((seconds * 3 / 5))
+rest=$((seconds - first))
+export ASAN_OPTIONS=detect_leaks=0
+run() {
+    # -rss_limit_mb: blocks of up to 4 MiB in 64 slots, plus ASan's shadow
+    "$build/fuzz_alloc" -seed="$1" -max_total_time="$2" -rss_limit_mb=4096 \
+        -max_len=2048 -len_control=0 -print_final_stats=1 2>&1 | tail -n 25
+}
+echo "== default mode, ${first} s"
+run 1 "$first" || exit 1
+echo "== MAPALLOC_SECURE=1 MAPALLOC_DEBUG=1, ${rest} s"
+MAPALLOC_SECURE=1 MAPALLOC_DEBUG=1 run 2 "$rest" || exit 1

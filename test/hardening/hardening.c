@@ -1,0 +1,263 @@
+/* hardening.c - what the checked modes do to blocks, ma_check(), and the
+ * leak report (test/death has the misuses that end the program).
+ *
+ *   hardening          the checks for the mode in the environment
+ *                      (MAPALLOC_SECURE, MAPALLOC_DEBUG: ctest runs it in
+ *                      each combination)
+ *   hardening leak     leaks a few blocks and exits (the leak report test
+ *                      runs itself this way, with MAPALLOC_DEBUG=1)
+ *
+ * It runs on the ma_ build: the C library's malloc (stdio, the harness)
+ * stays out of mapalloc's figures.
+ */
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "mapalloc.h"
+
+#define KIB ((size_t)1024)
+#define MIB (1024 * KIB)
+
+static int secure, debug;
+
+static int env_on(const char *name)
+{
+    const char *s = getenv(name);
+    return s && strcmp(s, "1") == 0;
+}
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+
+static uint64_t rng(void)
+{
+    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static int all_bytes(const unsigned char *p, size_t n, unsigned char v)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i] != v)
+            return 0;
+    return 1;
+}
+
+/* MAPALLOC_SECURE keeps the last 8 bytes of each block for its canary. */
+static void test_usable(void)
+{
+    puts("-- usable sizes");
+    void *p = ma_malloc(24);
+    CHECK_EQ_U(ma_usable_size(p), secure ? 24 : 32);
+    ma_free(p);
+    for (size_t n = 0; n <= 4096; n += 7) {
+        p = ma_malloc(n);
+        size_t u = ma_usable_size(p);
+        CHECK(u >= n);
+        if (secure)
+            CHECK_EQ_U((u + 8) % 16, 0);
+        memset(p, 1, u); /* all of it is the program's */
+        ma_free(p);
+    }
+    p = ma_malloc(1 * MIB);
+    CHECK(ma_usable_size(p) >= 1 * MIB);
+    ma_free(p);
+}
+
+static void test_fills(void)
+{
+    puts("-- fills");
+    unsigned char *p = ma_malloc(100);
+    size_t u = ma_usable_size(p);
+    if (debug)
+        CHECK(all_bytes(p, u, 0xAA));
+    ma_free(p);
+    /* Reading a freed block is what the test is about: the first word is
+     * a link or a tag, the rest the free fill. */
+    if (debug || secure)
+        CHECK(all_bytes(p + 8, u - 8, 0xDD));
+    unsigned char *z = ma_calloc(1, 100);
+    CHECK(all_bytes(z, 100, 0));
+    ma_free(z);
+    unsigned char *big = ma_malloc(2 * MIB);
+    if (debug)
+        CHECK(all_bytes(big, 4096, 0xAA) &&
+              all_bytes(big + ma_usable_size(big) - 4096, 4096, 0xAA));
+    ma_free(big);
+}
+
+/* MAPALLOC_SECURE shuffles the blocks of each page. */
+static void test_shuffle(void)
+{
+    puts("-- shuffle");
+    enum { N = 64 };
+    char *b[N];
+    int ascending = 0;
+    for (int i = 0; i < N; i++) {
+        b[i] = ma_malloc(200);
+        if (i > 0 && b[i] > b[i - 1])
+            ascending++;
+    }
+    printf("%d of %d in ascending order\n", ascending, N - 1);
+    if (secure)
+        CHECK(ascending < N - 8);
+    for (int i = 0; i < N; i++)
+        ma_free(b[i]);
+}
+
+static void *free_all(void *arg)
+{
+    void **v = arg;
+    for (int i = 0; v[i]; i++)
+        ma_free(v[i]);
+    return NULL;
+}
+
+/* Blocks of many sizes, freed here and by another thread, reallocated, in
+ * a user heap; ma_check must find nothing wrong. */
+static void test_check_clean(void)
+{
+    puts("-- ma_check on a busy heap");
+    enum { N = 4000 };
+    static void *slot[N];
+    static void *other[N + 1];
+    for (int round = 0; round < 20000; round++) {
+        int i = (int)(rng() % N);
+        if (slot[i]) {
+            if (rng() % 4 == 0) {
+                slot[i] = ma_realloc(slot[i], rng() % 3000 + 1);
+                continue;
+            }
+            ma_free(slot[i]);
+            slot[i] = NULL;
+        } else {
+            uint64_t r = rng();
+            size_t n = r % 100 == 0 ? (size_t)(r >> 8) % (600 * KIB) : (size_t)(r >> 8) % 2048;
+            slot[i] = ma_malloc(n);
+            memset(slot[i], 7, n);
+        }
+    }
+    int n = 0;
+    for (int i = 0; i < N; i += 2)
+        if (slot[i]) {
+            other[n++] = slot[i];
+            slot[i] = NULL;
+        }
+    other[n] = NULL;
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, free_all, other) == 0 && pthread_join(t, NULL) == 0);
+    ma_heap_t *h = ma_heap_new();
+    for (int i = 0; i < 500; i++)
+        CHECK(ma_heap_malloc(h, (size_t)(rng() % 5000)) != NULL);
+    CHECK(ma_heap_malloc(h, 1 * MIB) != NULL);
+    CHECK_EQ_U(ma_check(), 0);
+    ma_heap_destroy(h);
+    for (int i = 0; i < N; i++) {
+        ma_free(slot[i]);
+        slot[i] = NULL;
+    }
+    CHECK_EQ_U(ma_check(), 0);
+    ma_trim(0);
+    CHECK_EQ_U(ma_check(), 0);
+}
+
+/* A corruption per mode that ma_check must report, without ending the
+ * program; repaired afterwards. */
+static void test_check_finds(void)
+{
+    puts("-- ma_check finds (expect mapalloc: check: lines)");
+    uint64_t *p = ma_malloc(32);
+    uint64_t *q = ma_malloc(32);
+    if (secure) {
+        unsigned char *c = (unsigned char *)p + ma_usable_size(p);
+        *c ^= 1; /* the canary */
+        CHECK(ma_check() >= 1);
+        *c ^= 1;
+    }
+    ma_free(p);
+    ma_free(q);
+    if (secure || debug) {
+        ((unsigned char *)p)[20] ^= 1; /* write after free */
+        CHECK(ma_check() >= 1);
+        ((unsigned char *)p)[20] ^= 1;
+    } else {
+        /* Local frees: q's link leads to p; give p the same link, a loop. */
+        uint64_t saved = *p;
+        *p = *q;
+        CHECK(ma_check() >= 1);
+        *p = saved;
+    }
+    CHECK_EQ_U(ma_check(), 0);
+}
+
+static void leak_child(void)
+{
+    void *keep[3];
+    for (int i = 0; i < 3; i++)
+        keep[i] = ma_malloc(40);
+    void *big = ma_malloc(1 * MIB);
+    for (int i = 0; i < 5; i++)
+        ma_free(ma_malloc(40));
+    printf("%p %p %p %p\n", keep[0], keep[1], keep[2], big);
+    exit(0);
+}
+
+/* MAPALLOC_DEBUG=1 prints what is still allocated at exit. */
+static void test_leak_report(const char *self)
+{
+    puts("-- leak report");
+    int err[2];
+    if (!CHECK(pipe(err) == 0))
+        return;
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(err[1], 2);
+        close(err[0]);
+        close(err[1]);
+        setenv("MAPALLOC_DEBUG", "1", 1);
+        setenv("MAPALLOC_SECURE", "0", 1);
+        execl(self, self, "leak", (char *)NULL);
+        _exit(127);
+    }
+    close(err[1]);
+    char text[8192];
+    size_t len = 0;
+    ssize_t r;
+    while ((r = read(err[0], text + len, sizeof text - 1 - len)) > 0)
+        len += (size_t)r;
+    text[len] = '\0';
+    close(err[0]);
+    int st = 0;
+    waitpid(pid, &st, 0);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    printf("child's stderr:\n%s", text);
+    CHECK(strstr(text, "mapalloc: leak report: 4 blocks (1052752 bytes) in use at exit\n") != NULL);
+    CHECK(strstr(text, "mapalloc: leaked: 3 blocks of 48 bytes (size class 3): 144 bytes\n") != NULL);
+    CHECK(strstr(text, "mapalloc: leaked: 1 large blocks of up to 2097151 bytes: 1052608 bytes\n") !=
+          NULL);
+    CHECK(strstr(text, "mapalloc: check:") == NULL);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 2 && strcmp(argv[1], "leak") == 0)
+        leak_child();
+    secure = env_on("MAPALLOC_SECURE");
+    debug = env_on("MAPALLOC_DEBUG");
+    printf("hardening: MAPALLOC_SECURE=%d MAPALLOC_DEBUG=%d\n", secure, debug);
+    test_usable();
+    test_fills();
+    test_shuffle();
+    test_check_clean();
+    test_check_finds();
+    if (!secure && !debug)
+        test_leak_report(argv[0]);
+    return check_done();
+}
