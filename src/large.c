@@ -108,6 +108,18 @@ static ma_large_t *cache_take_locked(size_t need) {
     return large;
 }
 
+/* Grow a block's mapping; NULL (the block intact) on failure. mremap may
+ * move it, and the kernel frees the old range inside the call, where
+ * another thread's new mapping may land and mark the byte map at once: so
+ * the old entry is cleared before, and the entry of wherever the block ends
+ * up is set after. No other thread touches a block being resized. */
+static ma_large_t *remap(ma_large_t *large, size_t old_size, size_t need) {
+    ma_segment_map_set((uintptr_t)large, MA_MAP_NONE);
+    ma_large_t *moved = ma_os_remap_aligned(large, old_size, need, MA_SEGMENT_SIZE);
+    ma_segment_map_set((uintptr_t)(moved ? moved : large), MA_MAP_LARGE);
+    return moved;
+}
+
 /* Fit a cached mapping to `need` bytes; NULL (and it is gone) on failure. */
 static ma_large_t *refit(ma_large_t *large, size_t need) {
     if (large->map_size >= need) {
@@ -123,15 +135,11 @@ static ma_large_t *refit(ma_large_t *large, size_t need) {
     }
     size_t old_size = large->map_size;
     guard_set(large, false);
-    ma_large_t *moved = ma_os_remap_aligned(large, old_size, need, MA_SEGMENT_SIZE);
+    ma_large_t *moved = remap(large, old_size, need);
     if (!moved) {
         ma_segment_map_set((uintptr_t)large, MA_MAP_NONE);
         ma_os_unmap(large, old_size);
         return NULL;
-    }
-    if (moved != large) {
-        ma_segment_map_set((uintptr_t)large, MA_MAP_NONE);
-        ma_segment_map_set((uintptr_t)moved, MA_MAP_LARGE);
     }
     moved->map_size = need;
     guard_set(moved, true);
@@ -268,12 +276,8 @@ void *ma_large_realloc(ma_large_t *large, void *p, size_t size) {
     ma_heap_t *owner = large->heap;  /* its list must not see the move half done */
     if (owner) ma_lock(&owner->large_lock);
     guard_set(large, false);
-    ma_large_t *moved = ma_os_remap_aligned(large, old, need, MA_SEGMENT_SIZE);
-    if (moved && moved != large) {
-        ma_segment_map_set((uintptr_t)large, MA_MAP_NONE);
-        ma_segment_map_set((uintptr_t)moved, MA_MAP_LARGE);
-        if (owner) owner_relink(moved);
-    }
+    ma_large_t *moved = remap(large, old, need);
+    if (moved && moved != large && owner) owner_relink(moved);
     if (owner) ma_unlock(&owner->large_lock);
     if (!moved) {
         guard_set(large, true);
