@@ -129,21 +129,35 @@ void ma_segment_release_owner(ma_heap_t *owner) {
     ma_unlock(&seg_lock);
 }
 
+/* Over the dirty bound: purge down to half of it, what has been dirty
+ * longest first (dirty_old), so that a steady stream of frees does not
+ * purge - and fault back - memory that is about to be reused. */
+static size_t purge_down_to(uint64_t target) {
+    size_t released = 0;
+    for (int pass = 0; pass < 2 && dirty_bytes > target; pass++) {
+        for (ma_segment_t *seg = seg_list; seg && dirty_bytes > target; seg = seg->next) {
+            uint64_t mask = pass == 0 ? (seg->dirty_old & seg->dirty_mask) : seg->dirty_mask;
+            released += slices_bytes(mask);
+            purge_slices(seg, mask);
+        }
+    }
+    return released;
+}
+
 /* Purge what has been dirty for a whole delay, unmap segments that stayed
  * empty; with force, purge and unmap everything free now. Lock held. */
 static size_t tick_locked(bool force) {
     long delay = ma_option(MA_OPT_PURGE_DELAY_MS);
     uint64_t now = ma_os_now_ms();
-    bool over = dirty_bytes > ((uint64_t)ma_option(MA_OPT_DIRTY_MAX_MB) << 20);
-    if (!force && !over) {
-        if (delay < 0 || now - last_tick_ms < (uint64_t)delay) return 0;
-    }
-    last_tick_ms = now;
+    uint64_t max = (uint64_t)ma_option(MA_OPT_DIRTY_MAX_MB) << 20;
     size_t released = 0;
+    if (!force && dirty_bytes > max) released = purge_down_to(max / 2);
+    if (!force && (delay < 0 || now - last_tick_ms < (uint64_t)delay)) return released;
+    last_tick_ms = now;
     ma_segment_t *next;
     for (ma_segment_t *seg = seg_list; seg; seg = next) {
         next = seg->next;
-        uint64_t old = (force || over) ? seg->dirty_mask : (seg->dirty_old & seg->dirty_mask);
+        uint64_t old = force ? seg->dirty_mask : (seg->dirty_old & seg->dirty_mask);
         released += slices_bytes(old);
         purge_slices(seg, old);
         seg->dirty_old = seg->dirty_mask;
