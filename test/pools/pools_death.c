@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "death_child.h"
 #include "ma_test.h"
 
 #define MSG_DESTROYED "mapalloc: use of destroyed heap "
@@ -231,22 +232,6 @@ static const struct death_case {
 };
 
 /* Reads fd to EOF into buf (NUL-terminated, truncated at size - 1). */
-static void read_all(int fd, char *buf, size_t size)
-{
-    size_t len = 0;
-    for (;;) {
-        char tmp[4096];
-        ssize_t n = read(fd, tmp, sizeof tmp);
-        if (n <= 0)
-            break;
-        size_t take = (size_t)n < size - 1 - len ? (size_t)n : size - 1 - len;
-        memcpy(buf + len, tmp, take);
-        len += take;
-    }
-    buf[len] = '\0';
-    close(fd);
-}
-
 /* 1 if text holds message, address, then `after`; the address not
  * followed by another hex digit. */
 static int has_message(const char *text, const char *message, const char *address,
@@ -262,39 +247,12 @@ static int has_message(const char *text, const char *message, const char *addres
     return 0;
 }
 
+static void run_case(void *arg) { ((const struct death_case *)arg)->run(); }
+
 static void expect_death(const struct death_case *c)
 {
-    int out[2], err[2];
-    if (pipe(out) != 0 || pipe(err) != 0) {
-        perror("pipe");
-        exit(2);
-    }
-    fflush(NULL);
-    pid_t pid = fork();
-    if (pid < 0) {
-        perror("fork");
-        exit(2);
-    }
-    if (pid == 0) {
-        struct rlimit no_core = {0, 0};
-        setrlimit(RLIMIT_CORE, &no_core);
-        dup2(out[1], 1);
-        dup2(err[1], 2);
-        close(out[0]);
-        close(out[1]);
-        close(err[0]);
-        close(err[1]);
-        alarm(40);
-        c->run();
-        _exit(0); /* survived the misuse */
-    }
-    close(out[1]);
-    close(err[1]);
     char address[128], text[16384];
-    read_all(out[0], address, sizeof address);
-    read_all(err[0], text, sizeof text);
-    int st = 0;
-    waitpid(pid, &st, 0);
+    int st = death_run(run_case, (void *)c, 40, address, sizeof address, text, sizeof text);
     address[strcspn(address, "\n")] = '\0';
 
     int by_abort = WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT;
