@@ -312,8 +312,11 @@ static void *freer(void *arg)
     for (;;) {
         bool last = atomic_load(&done);
         int empty = 1;
+        /* one offset per pass: the pass must visit every slot, or a
+         * last block could be left behind when `last` is seen */
+        size_t off = (size_t)rng_next(&r);
         for (size_t i = 0; i < RING; i++) {
-            uintptr_t v = atomic_exchange(&ring[(i + rng_next(&r)) % RING], 0);
+            uintptr_t v = atomic_exchange(&ring[(i + off) % RING], 0);
             if (!v)
                 continue;
             empty = 0;
