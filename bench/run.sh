@@ -12,19 +12,22 @@
 #
 # Environment (all optional):
 #   QUICK=1            small scales and threads "2"
-#   ALLOCATORS="..."   subset of: mapalloc mimalloc jemalloc tcmalloc glibc
+#   ALLOCATORS="..."   subset of: mapalloc mimalloc jemalloc tcmalloc glibc,
+#                      and mapalloc-secure (mapalloc with MAPALLOC_SECURE=1),
+#                      which runs only when named here
 #   WORKLOADS="..."    subset of workload names (larson ... redis gcc)
 #   THREADS="1 2 4 8"  thread counts for the threaded workloads
 #   ROUNDS=3 WARMUP=1  measured and warm-up rounds
 #   TIMEOUT=seconds    per run (default 120, QUICK 30); a run past it is FAIL
 #   NO_INSTALL=1       never call apt-get
 #   BENCH_BUILD=dir    where binaries and logs go (default build/bench-run)
+#   BENCH_OUT=dir      where results go (default docs/bench)
 set -u -o pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BENCH=$ROOT/bench
 BUILD=${BENCH_BUILD:-$ROOT/build/bench-run}
-DOCS=$ROOT/docs/bench
+DOCS=${BENCH_OUT:-$ROOT/docs/bench}
 LIBDIR=/usr/lib/x86_64-linux-gnu
 
 case "${QUICK:-0}" in 1|y|yes|true|on) QUICK=1 ;; *) QUICK=0 ;; esac
@@ -38,6 +41,7 @@ fi
 ROUNDS=${ROUNDS:-3}
 WARMUP=${WARMUP:-1}
 ALL_ALLOCATORS="mapalloc mimalloc jemalloc tcmalloc glibc"
+KNOWN_ALLOCATORS="$ALL_ALLOCATORS mapalloc-secure"
 ALLOCATORS=${ALLOCATORS:-$ALL_ALLOCATORS}
 
 log() { printf '[bench] %s\n' "$*" >&2; }
@@ -155,7 +159,7 @@ build_mapalloc() {
 # lib_of ALLOCATOR [program]: the library to preload ("" = none)
 lib_of() {
     case "$1" in
-    mapalloc) echo "$MAPALLOC_SO" ;;
+    mapalloc | mapalloc-secure) echo "$MAPALLOC_SO" ;;
     mimalloc) echo "$LIBDIR/libmimalloc.so.2" ;;
     jemalloc) echo "$LIBDIR/libjemalloc.so.2" ;;
     tcmalloc) echo "$LIBDIR/libtcmalloc_minimal.so.4" ;;
@@ -168,7 +172,7 @@ lib_of() {
 select_allocators() {
     local a lib ok=""
     for a in $ALLOCATORS; do
-        case " $ALL_ALLOCATORS " in *" $a "*) ;; *) warn "unknown allocator $a"; continue ;; esac
+        case " $KNOWN_ALLOCATORS " in *" $a "*) ;; *) warn "unknown allocator $a"; continue ;; esac
         lib=$(lib_of "$a")
         if [ -n "$lib" ] && [ ! -f "$lib" ]; then
             warn "$a: $lib not found, skipped"
@@ -222,6 +226,7 @@ run_workload() {
     label=$(label_of "$name" "$t")
     [ "$t" = 0 ] && t=1
     lib=$(lib_of "$alloc" "$name")
+    if [ "$alloc" = mapalloc-secure ]; then export MAPALLOC_SECURE=1; else unset MAPALLOC_SECURE; fi
     case "$name" in
     pybench)
         PYTHONMALLOC=malloc run_cmd "$label" "$alloc" "$round" "$lib" -- \
