@@ -5,37 +5,22 @@
  * No lock, no atomic, no size-class computation. Everything else - a
  * thread's first call, a page running dry, medium and large sizes,
  * alignment - goes through ma_alloc_slow and friends; in checked mode
- * (check.c) every call does, and they hand it to ma_check_alloc.
+ * (check.c) every call does, and they hand it to ma_check_malloc or
+ * ma_check_alloc.
  */
 #include <errno.h>
 #include <string.h>
 #include "internal.h"
 
-static MA_COLD void corrupted_link(ma_page_t *page, ma_block_t *b) {
+void ma_page_corrupted_link(ma_page_t *page, ma_block_t *b) {
     ma_diag_fatal_ptr("corrupted free list at", b, page->sclass);
-}
-
-/* The block must lie in its page's segment (the descriptor lives in the
- * segment's header, so one XOR tells), checked before its link is read: a
- * write after free or an overflow that hit a free block's link cannot make
- * malloc hand out, or read, an address outside the segment, and the key
- * makes a forged link point anywhere but where intended. The link is then
- * cleared so that a block freed without being written to does not look
- * free to the double-free check (free.c). */
-static inline void *page_pop(ma_page_t *page) {
-    ma_block_t *b = page->free;
-    if (MA_UNLIKELY(((uintptr_t)b ^ (uintptr_t)page) >= MA_SEGMENT_SIZE)) corrupted_link(page, b);
-    page->free = ma_block_decode(b->next);
-    page->allocs++;
-    b->next = 0;
-    return b;
 }
 
 void *ma_malloc(size_t size) {
     ma_heap_t *heap = ma_heap_tls;
     if (MA_LIKELY(size <= MA_SMALL_MAX)) {
         ma_page_t *page = heap->direct[(size + 15) >> 4];
-        if (MA_LIKELY(page->free != NULL)) return page_pop(page);
+        if (MA_LIKELY(page->free != NULL)) return ma_page_pop(page);
     }
     return ma_alloc_slow(heap, size);
 }
@@ -50,17 +35,16 @@ void *ma_alloc_class(ma_heap_t *heap, unsigned cls) {
             return NULL;
         }
     }
-    return page_pop(page);
+    return ma_page_pop(page);
 }
 
-/* The thread has no heap in ma_heap_tls: its first call, or checked mode
- * (check.c), where it never gets one. The allocator starts here, so the
- * mode is known before the first block is handed out. ma_checked is set
- * only while starting: a checked run skips ma_process_init. */
+/* The thread has no heap in ma_heap_tls: its first call (in checked mode,
+ * check.c, it never gets one, and ma_alloc_slow sends every call there).
+ * The allocator starts here, so the mode is known before the first block
+ * is handed out. */
 static MA_COLD void *alloc_first(size_t size) {
-    if (ma_checked) return ma_check_alloc(NULL, size, MA_ALIGN_MIN, false);
     ma_process_init();
-    if (ma_checked) return ma_check_alloc(NULL, size, MA_ALIGN_MIN, false);
+    if (ma_checked) return ma_check_malloc(size);
     if (size > MA_MEDIUM_MAX) return ma_large_alloc(size, MA_ALIGN_MIN, false, NULL);
     ma_heap_t *heap = ma_heap_thread_init();
     if (!heap) {
@@ -71,7 +55,7 @@ static MA_COLD void *alloc_first(size_t size) {
 }
 
 MA_NOINLINE void *ma_alloc_slow(ma_heap_t *heap, size_t size) {
-    if (MA_UNLIKELY(heap == &ma_heap_empty)) return alloc_first(size);
+    if (MA_UNLIKELY(heap == &ma_heap_empty)) return ma_checked ? ma_check_malloc(size) : alloc_first(size);
     if (size > MA_MEDIUM_MAX) return ma_large_alloc(size, MA_ALIGN_MIN, false, NULL);
     return ma_alloc_class(heap, ma_sizeclass_of(size));
 }

@@ -34,19 +34,22 @@
 
 static size_t canary_size(void) { return ma_secure ? CANARY_SIZE : 0; }
 
-/* The canary of the block at b: never the free fill, never a 0 in its
- * first byte (an off-by-one string terminator is caught). */
-static uint64_t canary_of(const void *b) {
-    uint64_t h = ((uintptr_t)b ^ ma_key) * 0x9E3779B97F4A7C15ull;
-    h = (h ^ (h >> 31)) | 1;
-    return h == FILL64 ? h ^ 2 : h;
+/* MAPALLOC_SECURE without DEBUG and valgrind: blocks of pages take the
+ * lean paths (ma_check_malloc, lean_free). */
+static inline bool lean(void) { return ma_secure_only; }
+
+/* The canary of the block at b: its address under a secret derived from
+ * the key. Blocks are 16-byte aligned, so the low nibble is the key's with
+ * bits 0-2 set: never 0 (an off-by-one string terminator is caught) and
+ * never 0xD (the canary is never the free fill). Four instructions: it is
+ * written on every malloc and checked on every free. */
+static inline uint64_t canary_of(const void *b) {
+    return ((uintptr_t)b ^ (ma_key * 0x9E3779B97F4A7C15ull)) | 7;
 }
 
-/* First word of a quarantined block: nothing a link decodes from. */
-static uintptr_t qtag_of(const void *b) {
-    uint64_t h = ((uintptr_t)b ^ ~ma_key) * 0xD6E8FEB86659FD93ull;
-    return (uintptr_t)(h ^ (h >> 29));
-}
+/* First word of a quarantined block: under another secret, so that it
+ * decodes to no link of ours. */
+static inline uintptr_t qtag_of(const void *b) { return (uintptr_t)b ^ (ma_key * 0xD6E8FEB86659FD93ull); }
 
 static uint64_t load64(const uint8_t *p) {
     uint64_t v;
@@ -62,6 +65,12 @@ static inline ma_v16_t fill_diff(const uint8_t *from, const uint8_t *to) {
     ma_v16_t diff = {0, 0};
     for (; from < to; from += 16) diff |= *(const ma_v16_t *)from ^ fill;
     return diff;
+}
+
+/* DEBUG fills a free block whole, and checks all of it on reuse. */
+static bool fill_whole_intact(const uint8_t *b, size_t size) {
+    ma_v16_t d = fill_diff(b + 16, b + size);
+    return ((load64(b + MA_LINK_SIZE) ^ FILL64) | d[0] | d[1]) == 0;
 }
 
 /* The part of a free block that ma_fill_free wrote. */
@@ -111,16 +120,32 @@ static void *alloc_large(ma_heap_t *heap, size_t size, size_t align, bool zero) 
     return p ? finish_large(p, zero) : NULL;
 }
 
-/* A block just popped from its page: the link it held must lead to a
- * block of the page (so the list is named at the block that broke it), and
- * its fill must be whole. */
+/* The head of page->free after a pop: the link the popped block held must
+ * lead to a block of the page, so that a broken list is named at the block
+ * that broke it. */
+static inline void check_next(const ma_page_t *page, const uint8_t *popped) {
+    if (MA_UNLIKELY(page->free && ma_page_block_index(page, page->free) == UINT32_MAX))
+        ma_diag_fatal_ptr("corrupted free list at", popped, page->sclass);
+}
+
+/* A block just popped in MAPALLOC_SECURE alone: its fill whole (no write
+ * after free), then its canary. */
+static inline void *finish_lean(ma_page_t *page, uint8_t *p) {
+    size_t size = page->block_size;
+    check_next(page, p);
+    if (MA_UNLIKELY(!fill_intact(p, size))) ma_diag_fatal_ptr("write after free", p, page->sclass);
+    store64(p + size - CANARY_SIZE, canary_of(p));
+    return p;
+}
+
+/* A block just popped from its page, in any checked mode. */
 static void *finish_small(uint8_t *p, bool zero) {
     ma_page_t *page = page_of(p);
     size_t size = page->block_size;
-    if (page->free && ma_page_block_index(page, page->free) == UINT32_MAX)
-        ma_diag_fatal_ptr("corrupted free list at", p, page->sclass);
+    check_next(page, p);
     if (ma_valgrind) ma_os_vg_mark(p, size, MA_VG_DEFINED);
-    if (!fill_intact(p, size)) ma_diag_fatal_ptr("write after free", p, page->sclass);
+    if (!(ma_debug ? fill_whole_intact(p, size) : fill_intact(p, size)))
+        ma_diag_fatal_ptr("write after free", p, page->sclass);
     size_t usable = ma_page_usable(page);
     if (ma_secure) store64(p + usable, canary_of(p));
     if (zero) memset(p, 0, usable);
@@ -156,6 +181,20 @@ void *ma_check_alloc(ma_heap_t *heap, size_t size, size_t align, bool zero) {
     return ma_segment_small_of(p) ? finish_small(p, zero) : finish_large(p, zero);
 }
 
+/* malloc in checked mode. MAPALLOC_SECURE alone (no DEBUG fills, no
+ * valgrind) has a path of its own for sizes up to MA_SMALL_MAX: the page
+ * from heap->direct, as the default fast path, then the block's checks
+ * inline. This is what keeps SECURE's cost within a fraction of the
+ * default's. */
+void *ma_check_malloc(size_t size) {
+    ma_heap_t *heap = ma_heap_checked_tls;
+    if (MA_LIKELY(lean() && heap != NULL && size <= MA_SMALL_MAX - CANARY_SIZE)) {
+        ma_page_t *page = heap->direct[(size + CANARY_SIZE + 15) >> 4];
+        if (MA_LIKELY(page->free != NULL)) return finish_lean(page, ma_page_pop(page));
+    }
+    return ma_check_alloc(NULL, size, MA_ALIGN_MIN, false);
+}
+
 /* ---- Free ------------------------------------------------------------------ */
 
 /* To the page's lists, for good. */
@@ -164,24 +203,25 @@ static void release(ma_heap_t *heap, ma_page_t *page, ma_block_t *b) {
     else ma_free_remote(page, b);
 }
 
-static void evict(ma_heap_t *heap) {
-    ma_check_heap_t *q = &heap->check;
-    uint8_t *b = q->q_ring[q->q_head];
-    q->q_head = (q->q_head + 1) % MA_QUARANTINE_SLOTS;
-    q->q_count--;
+/* A block leaves the quarantine: its tag must be intact (no write after
+ * free to its first word), then it goes to its page's lists. */
+static void unquarantine(ma_heap_t *heap, uint8_t *b) {
     ma_page_t *page = page_of(b);
-    q->q_bytes -= page->block_size;
-    if ((uintptr_t)load64(b) != qtag_of(b)) ma_diag_fatal_ptr("write after free", b, page->sclass);
+    if (MA_UNLIKELY((uintptr_t)load64(b) != qtag_of(b))) ma_diag_fatal_ptr("write after free", b, page->sclass);
     release(heap, page, (ma_block_t *)b);
 }
 
-static void quarantine(ma_heap_t *heap, ma_page_t *page, uint8_t *b) {
+/* The quarantine is a ring of the last MA_QUARANTINE_SLOTS blocks the
+ * thread freed: each free takes a slot and releases the block freed that
+ * many frees before. Blocks above MA_QUARANTINE_BLOCK_MAX skip it, which
+ * bounds what it holds to 1 MiB. */
+static inline void quarantine(ma_heap_t *heap, uint8_t *b) {
     ma_check_heap_t *q = &heap->check;
-    if (q->q_count == MA_QUARANTINE_SLOTS) evict(heap);
-    q->q_ring[(q->q_head + q->q_count) % MA_QUARANTINE_SLOTS] = b;
-    q->q_count++;
-    q->q_bytes += page->block_size;
-    while (q->q_bytes > MA_QUARANTINE_BYTES) evict(heap);
+    uint32_t i = q->q_next;
+    uint8_t *old = q->q_ring[i];
+    q->q_ring[i] = b;
+    q->q_next = (i + 1) % MA_QUARANTINE_SLOTS;
+    if (old) unquarantine(heap, old);
 }
 
 /* The block must be live: its canary intact (secure), or at least not
@@ -197,8 +237,26 @@ static inline void check_live(const ma_page_t *page, const uint8_t *p) {
     if (fill_intact(p, size) && free_word(p)) ma_diag_fatal_ptr("double free", p, page->sclass);
 }
 
+/* Secure (lean) free of a block of a page: canary, fill, tag, quarantine. */
+static inline void lean_free(ma_page_t *page, uint8_t *p) {
+    size_t size = page->block_size;
+    uint64_t c = load64(p + size - CANARY_SIZE);
+    if (MA_UNLIKELY(c != canary_of(p)))
+        ma_diag_fatal_ptr(c == FILL64 ? "double free" : "heap overflow", p, page->sclass);
+    ma_fill_free(p, size);
+    store64(p, qtag_of(p));
+    ma_heap_t *heap = ma_heap_checked_tls;
+    if (MA_LIKELY(heap != NULL && size <= MA_QUARANTINE_BLOCK_MAX && (page->heap == heap || !user_heap(page->heap))))
+        quarantine(heap, p);
+    else release(heap, page, (ma_block_t *)p);
+}
+
 void ma_check_free_block(ma_page_t *page, void *block) {
     uint8_t *p = block;
+    if (MA_LIKELY(lean())) {
+        lean_free(page, p);
+        return;
+    }
     size_t size = page->block_size;
     if (ma_valgrind) {
         ma_os_vg_freelike(p);
@@ -212,7 +270,7 @@ void ma_check_free_block(ma_page_t *page, void *block) {
     /* A user heap's blocks stay out of quarantines: ma_heap_destroy unmaps
      * its pages without asking where their blocks are. */
     ma_heap_t *heap = ma_heap_checked_tls;
-    if (ma_secure && heap && !user_heap(page->heap)) quarantine(heap, page, p);
+    if (ma_secure && heap && size <= MA_QUARANTINE_BLOCK_MAX && !user_heap(page->heap)) quarantine(heap, p);
     else release(heap, page, (ma_block_t *)p);
 }
 
@@ -256,7 +314,12 @@ void ma_check_flush(void) {
 }
 
 void ma_check_thread_done(ma_heap_t *heap) {
-    while (heap->check.q_count > 0) evict(heap);
+    ma_check_heap_t *q = &heap->check;
+    for (uint32_t i = 0; i < MA_QUARANTINE_SLOTS; i++) {
+        uint8_t *b = q->q_ring[i];
+        q->q_ring[i] = NULL;
+        if (b) unquarantine(heap, b);
+    }
 }
 
 /* ---- realloc, usable size ---------------------------------------------------- */
@@ -355,9 +418,10 @@ static void check_heap(walk_t *w, ma_heap_t *heap) {
         link = (uintptr_t)ma_block_decode(b->next);
     }
     const ma_check_heap_t *q = &heap->check;
-    if (q->q_count > MA_QUARANTINE_SLOTS) problem(w, "quarantine count wrong in heap", heap);
-    for (uint32_t i = 0; i < q->q_count && i < MA_QUARANTINE_SLOTS; i++) {
-        const uint8_t *b = q->q_ring[(q->q_head + i) % MA_QUARANTINE_SLOTS];
+    if (q->q_next >= MA_QUARANTINE_SLOTS) problem(w, "quarantine index wrong in heap", heap);
+    for (uint32_t i = 0; i < MA_QUARANTINE_SLOTS; i++) {
+        const uint8_t *b = q->q_ring[i];
+        if (!b) continue;
         if (!valid_block(b)) problem(w, "quarantine holds a foreign pointer", b);
         else if (w->deep && (uintptr_t)load64(b) != qtag_of(b)) problem(w, "write after free of", b);
     }

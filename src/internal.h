@@ -147,13 +147,11 @@ _Static_assert(sizeof(ma_large_t) <= MA_LARGE_HEADER, "the header fits before th
 /* ---- Heaps -------------------------------------------------------------- */
 /* Checked mode's per-heap state (check.c; page.c reads the generator). */
 #define MA_QUARANTINE_SLOTS 64u                 /* freed blocks held back ... */
-#define MA_QUARANTINE_BYTES ((size_t)1 << 20)   /* ... and at most this many bytes */
+#define MA_QUARANTINE_BLOCK_MAX ((size_t)16 << 10) /* ... of at most this size */
 typedef struct ma_check_heap_s {
     uint64_t rng;                       /* owner: shuffles carved blocks; 0 until seeded */
-    uint32_t q_head;                    /* owner: oldest entry of the quarantine ring */
-    uint32_t q_count;                   /* owner: entries in it */
-    size_t q_bytes;                     /* owner: their block sizes, summed */
-    void *q_ring[MA_QUARANTINE_SLOTS];  /* owner: freed blocks not yet reusable */
+    uint32_t q_next;                    /* owner: the quarantine slot the next free takes */
+    void *q_ring[MA_QUARANTINE_SLOTS];  /* owner: freed blocks not yet reusable, or NULL */
 } ma_check_heap_t;
 
 typedef struct ma_pageq_s {
@@ -207,6 +205,7 @@ extern __thread ma_heap_t *ma_heap_checked_tls MA_HIDDEN; /* the same in checked
  * the thread's heap is in ma_heap_checked_tls instead. */
 extern bool ma_checked MA_HIDDEN;   /* secure, debug or valgrind */
 extern bool ma_secure MA_HIDDEN;    /* MAPALLOC_SECURE=1 */
+extern bool ma_secure_only MA_HIDDEN; /* and neither DEBUG nor valgrind: check.c's lean paths */
 extern bool ma_debug MA_HIDDEN;     /* MAPALLOC_DEBUG=1 */
 extern bool ma_valgrind MA_HIDDEN;  /* running under valgrind (MA_HAVE_VALGRIND only) */
 
@@ -371,8 +370,8 @@ static inline size_t ma_page_usable(const ma_page_t *page) {
  * 16 bytes wide (blocks are 16-byte aligned, their sizes multiples of 16):
  * this runs on every free in MAPALLOC_SECURE. */
 #define MA_FREE_FILL 0xDD
-#define MA_FILL_WHOLE_MAX 512u
-#define MA_FILL_EDGE 256u
+#define MA_FILL_WHOLE_MAX 48u
+#define MA_FILL_EDGE 16u
 #define MA_LINK_SIZE sizeof(ma_block_t)
 typedef uint64_t ma_v16_t __attribute__((vector_size(16), may_alias));
 #define MA_FILL64 (0x0101010101010101ull * MA_FREE_FILL)
@@ -404,6 +403,24 @@ static inline uint32_t ma_page_block_index(const ma_page_t *page, const void *p)
     uint32_t capacity = __atomic_load_n(&page->capacity, __ATOMIC_RELAXED);
     if (MA_UNLIKELY(q * page->block_size != off || q >= capacity)) return UINT32_MAX;
     return (uint32_t)q;
+}
+
+/* Takes the first block of page->free (not NULL). The block must lie in
+ * its page's segment (the descriptor lives in the segment's header, so one
+ * XOR tells), checked before its link is read: a write after free or an
+ * overflow that hit a free block's link cannot make malloc hand out, or
+ * read, an address outside the segment, and the key makes a forged link
+ * point anywhere but where intended. The link is then cleared so that a
+ * block freed without being written to does not look free to the
+ * double-free check (free.c). alloc.c's and check.c's fast paths. */
+MA_HIDDEN MA_COLD void ma_page_corrupted_link(ma_page_t *page, ma_block_t *b);
+static inline void *ma_page_pop(ma_page_t *page) {
+    ma_block_t *b = page->free;
+    if (MA_UNLIKELY(((uintptr_t)b ^ (uintptr_t)page) >= MA_SEGMENT_SIZE)) ma_page_corrupted_link(page, b);
+    page->free = ma_block_decode(b->next);
+    page->allocs++;
+    b->next = 0;
+    return b;
 }
 
 /* ---- heap.c: thread heaps ----------------------------------------------- */
@@ -476,6 +493,7 @@ MA_HIDDEN size_t ma_usable_unchecked(const void *p, const char *what);
 /* ---- check.c: checked mode (MAPALLOC_SECURE, MAPALLOC_DEBUG, valgrind) ---
  * Above alloc.c and free.c: their slow paths call here when ma_checked. */
 MA_HIDDEN void *ma_check_alloc(ma_heap_t *heap, size_t size, size_t align, bool zero);
+MA_HIDDEN void *ma_check_malloc(size_t size);                   /* malloc's slow path */
 MA_HIDDEN void ma_check_free(void *p);
 MA_HIDDEN void ma_check_free_block(ma_page_t *page, void *p);   /* p checked: a block of page */
 MA_HIDDEN void *ma_check_realloc(void *p, size_t size);

@@ -25,7 +25,7 @@ static const option_desc_t option_table[MA_OPT_COUNT] = {
     [MA_OPT_DEBUG] = {"MAPALLOC_DEBUG", 0, 0, 1},
 };
 
-bool ma_checked, ma_secure, ma_debug, ma_valgrind;
+bool ma_checked, ma_secure, ma_secure_only, ma_debug, ma_valgrind;
 
 static long option_value[MA_OPT_COUNT];
 
@@ -78,6 +78,7 @@ void ma_options_init(void) {
     ma_debug = option_value[MA_OPT_DEBUG] != 0;
     ma_valgrind = MA_HAVE_VALGRIND && ma_os_under_memcheck();
     ma_checked = ma_secure || ma_debug || ma_valgrind;
+    ma_secure_only = ma_secure && !ma_debug && !ma_valgrind;
     if (option_value[MA_OPT_SHOW_STATS] || ma_debug) ma_os_keep_stderr();
 }
 

@@ -37,30 +37,36 @@ void ma_page_setup(ma_page_t *page, ma_heap_t *heap, unsigned cls) {
 _Static_assert(EXTEND_MIN_BLOCKS <= EXTEND_MAX_BLOCKS, "extend_checked's index array");
 
 /* xorshift64*: cheap, and only has to make the order hard to guess. */
-static uint32_t rng_below(uint64_t *state, uint32_t n) {
+static uint64_t rng_next(uint64_t *state) {
     if (*state == 0) *state = ma_os_random() | 1;
     uint64_t x = *state;
     x ^= x >> 12;
     x ^= x << 25;
     x ^= x >> 27;
     *state = x;
-    return (uint32_t)(((x * 0x2545F4914F6CDD1Dull) >> 32) * n >> 32);
+    return x * 0x2545F4914F6CDD1Dull;
 }
 
 /* Checked mode: the carved blocks get the free fill (check.c checks it
  * when it hands them out), and with MAPALLOC_SECURE their list is
- * shuffled, so that neighbours in memory are not handed out in turn. */
+ * shuffled (Fisher-Yates, 16 random bits per swap: an extension has at
+ * most 256 blocks), so that neighbours in memory are not handed out in
+ * turn. */
 static MA_NOINLINE void extend_checked(ma_page_t *page, uint8_t *first, uint32_t n) {
     size_t size = page->block_size;
     uint16_t order[EXTEND_MAX_BLOCKS];
     /* memcheck may remember freed blocks of an earlier page in this span */
     if (ma_valgrind) ma_os_vg_mark(first, n * size, MA_VG_UNDEFINED);
     for (uint32_t i = 0; i < n; i++) {
-        ma_fill_free(first + i * size, size);
+        if (ma_debug) memset(first + i * size + MA_LINK_SIZE, MA_FREE_FILL, size - MA_LINK_SIZE);
+        else ma_fill_free(first + i * size, size);
         order[i] = (uint16_t)i;
     }
+    uint64_t bits = 0;
     for (uint32_t i = n; ma_secure && i > 1; i--) {
-        uint32_t j = rng_below(&page->heap->check.rng, i);
+        if (bits == 0) bits = rng_next(&page->heap->check.rng);
+        uint32_t j = (uint32_t)(((bits & 0xFFFF) * i) >> 16);
+        bits >>= 16;
         uint16_t t = order[i - 1];
         order[i - 1] = order[j];
         order[j] = t;

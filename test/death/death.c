@@ -219,6 +219,18 @@ static void write_after_free(void)
         free_fn(malloc_fn(64));
 }
 
+/* A write in the middle of a freed 1000-byte block: MAPALLOC_DEBUG fills
+ * and checks the whole block; SECURE only its first 32 and last 16 bytes. */
+static void write_after_free_deep(void)
+{
+    char *p = malloc_fn(1000);
+    expect(p);
+    free_fn(p);
+    p[500] = 'x';
+    for (int i = 0; i < 10000; i++)
+        free_fn(malloc_fn(1000));
+}
+
 /* The first word of a quarantined block is its tag: checked when the
  * block leaves the quarantine. */
 static void write_after_free_first_word(void)
@@ -324,6 +336,7 @@ static const struct death_case {
     {"overflow_nul", MSG_OVERFLOW, overflow_nul, 0},
     {"write_after_free", MSG_WRITE_AFTER_FREE, write_after_free, 0},
     {"write_after_free_first_word", MSG_WRITE_AFTER_FREE, write_after_free_first_word, 0},
+    {"write_after_free_deep", MSG_WRITE_AFTER_FREE, write_after_free_deep, 0},
     {"invalid_free_destroyed_heap", MSG_INVALID_FREE, invalid_free_destroyed_heap, 0},
     {"corrupted_free_list", MSG_CORRUPTED_LIST, corrupted_free_list, 0},
     {"guard_large", NULL, guard_large, SIGSEGV},
