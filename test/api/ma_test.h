@@ -35,6 +35,7 @@
 #define A_VALLOC valloc
 #define A_PVALLOC pvalloc
 #define A_USABLE(p) malloc_usable_size((void *)(p))
+#define A_TRIM(pad) malloc_trim(pad)
 #define A_FLAVOUR "standard names (LD_PRELOAD)"
 #else
 #define A_MALLOC ma_malloc
@@ -48,6 +49,7 @@
 #define A_VALLOC ma_valloc
 #define A_PVALLOC ma_pvalloc
 #define A_USABLE ma_usable_size
+#define A_TRIM ma_trim
 #define A_FLAVOUR "ma_ names"
 #endif
 
