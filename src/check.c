@@ -192,6 +192,10 @@ void *ma_check_malloc(size_t size) {
         ma_page_t *page = heap->direct[(size + CANARY_SIZE + 15) >> 4];
         if (MA_LIKELY(page->free != NULL)) return finish_lean(page, ma_page_pop(page));
     }
+    if (lean() && heap != NULL && size <= MA_MEDIUM_MAX - CANARY_SIZE) {  /* medium, or a page ran dry */
+        uint8_t *p = ma_alloc_class(heap, ma_sizeclass_of(size + CANARY_SIZE));
+        return p ? finish_lean(page_of(p), p) : NULL;
+    }
     return ma_check_alloc(NULL, size, MA_ALIGN_MIN, false);
 }
 
