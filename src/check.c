@@ -34,10 +34,6 @@
 
 static size_t canary_size(void) { return ma_secure ? CANARY_SIZE : 0; }
 
-/* MAPALLOC_SECURE without DEBUG and valgrind: blocks of pages take the
- * lean paths (ma_check_malloc, lean_free). */
-static inline bool lean(void) { return ma_secure_only; }
-
 /* The canary of the block at b: its address under a secret derived from
  * the key. Blocks are 16-byte aligned, so the low nibble is the key's with
  * bits 0-2 set: never 0 (an off-by-one string terminator is caught) and
@@ -67,16 +63,11 @@ static inline ma_v16_t fill_diff(const uint8_t *from, const uint8_t *to) {
     return diff;
 }
 
-/* DEBUG fills a free block whole, and checks all of it on reuse. */
-static bool fill_whole_intact(const uint8_t *b, size_t size) {
-    ma_v16_t d = fill_diff(b + 16, b + size);
-    return ((load64(b + MA_LINK_SIZE) ^ FILL64) | d[0] | d[1]) == 0;
-}
-
-/* The part of a free block that ma_fill_free wrote. */
-static inline bool fill_intact(const uint8_t *b, size_t size) {
+/* The part of a free block that ma_fill_free wrote, or with whole (DEBUG
+ * fills all of a block) all of it from byte 8 on. */
+static inline bool fill_intact(const uint8_t *b, size_t size, bool whole) {
     ma_v16_t d;
-    if (size <= MA_FILL_WHOLE_MAX) d = fill_diff(b + 16, b + size);
+    if (whole || size <= MA_FILL_WHOLE_MAX) d = fill_diff(b + 16, b + size);
     else d = fill_diff(b + 16, b + 16 + MA_FILL_EDGE) | fill_diff(b + size - MA_FILL_EDGE, b + size);
     return ((load64(b + MA_LINK_SIZE) ^ FILL64) | d[0] | d[1]) == 0;
 }
@@ -133,7 +124,7 @@ static inline void check_next(const ma_page_t *page, const uint8_t *popped) {
 static inline void *finish_lean(ma_page_t *page, uint8_t *p) {
     size_t size = page->block_size;
     check_next(page, p);
-    if (MA_UNLIKELY(!fill_intact(p, size))) ma_diag_fatal_ptr("write after free", p, page->sclass);
+    if (MA_UNLIKELY(!fill_intact(p, size, false))) ma_diag_fatal_ptr("write after free", p, page->sclass);
     store64(p + size - CANARY_SIZE, canary_of(p));
     return p;
 }
@@ -144,7 +135,7 @@ static void *finish_small(uint8_t *p, bool zero) {
     size_t size = page->block_size;
     check_next(page, p);
     if (ma_valgrind) ma_os_vg_mark(p, size, MA_VG_DEFINED);
-    if (!(ma_debug ? fill_whole_intact(p, size) : fill_intact(p, size)))
+    if (!fill_intact(p, size, ma_debug))
         ma_diag_fatal_ptr("write after free", p, page->sclass);
     size_t usable = ma_page_usable(page);
     if (ma_secure) store64(p + usable, canary_of(p));
@@ -182,21 +173,22 @@ void *ma_check_alloc(ma_heap_t *heap, size_t size, size_t align, bool zero) {
 }
 
 /* malloc in checked mode. MAPALLOC_SECURE alone (no DEBUG fills, no
- * valgrind) has a path of its own for sizes up to MA_SMALL_MAX: the page
- * from heap->direct, as the default fast path, then the block's checks
+ * valgrind) has a lean path of its own for sizes up to MA_MEDIUM_MAX: up
+ * to MA_SMALL_MAX the page from heap->direct, as the default fast path,
+ * else (or when that page ran dry) ma_alloc_class; then the block's checks
  * inline. This is what keeps SECURE's cost within a fraction of the
  * default's. */
 void *ma_check_malloc(size_t size) {
     ma_heap_t *heap = ma_heap_checked_tls;
-    if (MA_LIKELY(lean() && heap != NULL && size <= MA_SMALL_MAX - CANARY_SIZE)) {
-        ma_page_t *page = heap->direct[(size + CANARY_SIZE + 15) >> 4];
+    if (!ma_secure_only || heap == NULL || size > MA_MEDIUM_MAX - CANARY_SIZE)
+        return ma_check_alloc(NULL, size, MA_ALIGN_MIN, false);
+    size_t need = size + CANARY_SIZE;
+    if (MA_LIKELY(need <= MA_SMALL_MAX)) {
+        ma_page_t *page = heap->direct[(need + 15) >> 4];
         if (MA_LIKELY(page->free != NULL)) return finish_lean(page, ma_page_pop(page));
     }
-    if (lean() && heap != NULL && size <= MA_MEDIUM_MAX - CANARY_SIZE) {  /* medium, or a page ran dry */
-        uint8_t *p = ma_alloc_class(heap, ma_sizeclass_of(size + CANARY_SIZE));
-        return p ? finish_lean(page_of(p), p) : NULL;
-    }
-    return ma_check_alloc(NULL, size, MA_ALIGN_MIN, false);
+    uint8_t *p = ma_alloc_class(heap, ma_sizeclass_of(need));
+    return p ? finish_lean(page_of(p), p) : NULL;
 }
 
 /* ---- Free ------------------------------------------------------------------ */
@@ -228,6 +220,14 @@ static inline void quarantine(ma_heap_t *heap, uint8_t *b) {
     if (old) unquarantine(heap, old);
 }
 
+/* Whether a freed block of page waits in heap's quarantine. Not blocks
+ * over MA_QUARANTINE_BLOCK_MAX, nor a user heap's: ma_heap_destroy unmaps
+ * its pages without asking where their blocks are. */
+static inline bool quarantined(const ma_heap_t *heap, ma_page_t *page) {
+    return heap != NULL && page->block_size <= MA_QUARANTINE_BLOCK_MAX &&
+           (page->heap == heap || !user_heap(page->heap));
+}
+
 /* The block must be live: its canary intact (secure), or at least not
  * looking like a free block. The free fill in the canary's place, or all
  * over the block, means it was freed already. */
@@ -238,7 +238,7 @@ static inline void check_live(const ma_page_t *page, const uint8_t *p) {
         if (c == canary_of(p)) return;
         ma_diag_fatal_ptr(c == FILL64 ? "double free" : "heap overflow", p, page->sclass);
     }
-    if (fill_intact(p, size) && free_word(p)) ma_diag_fatal_ptr("double free", p, page->sclass);
+    if (fill_intact(p, size, false) && free_word(p)) ma_diag_fatal_ptr("double free", p, page->sclass);
 }
 
 /* Secure (lean) free of a block of a page: canary, fill, tag, quarantine. */
@@ -250,14 +250,13 @@ static inline void lean_free(ma_page_t *page, uint8_t *p) {
     ma_fill_free(p, size);
     store64(p, qtag_of(p));
     ma_heap_t *heap = ma_heap_checked_tls;
-    if (MA_LIKELY(heap != NULL && size <= MA_QUARANTINE_BLOCK_MAX && (page->heap == heap || !user_heap(page->heap))))
-        quarantine(heap, p);
+    if (MA_LIKELY(quarantined(heap, page))) quarantine(heap, p);
     else release(heap, page, (ma_block_t *)p);
 }
 
 void ma_check_free_block(ma_page_t *page, void *block) {
     uint8_t *p = block;
-    if (MA_LIKELY(lean())) {
+    if (MA_LIKELY(ma_secure_only)) {
         lean_free(page, p);
         return;
     }
@@ -271,10 +270,8 @@ void ma_check_free_block(ma_page_t *page, void *block) {
     else ma_fill_free(p, size);
     store64(p, qtag_of(p));
     if (ma_valgrind) ma_os_vg_mark(p + MA_LINK_SIZE, size - MA_LINK_SIZE, MA_VG_NOACCESS);
-    /* A user heap's blocks stay out of quarantines: ma_heap_destroy unmaps
-     * its pages without asking where their blocks are. */
     ma_heap_t *heap = ma_heap_checked_tls;
-    if (ma_secure && heap && size <= MA_QUARANTINE_BLOCK_MAX && !user_heap(page->heap)) quarantine(heap, p);
+    if (ma_secure && quarantined(heap, page)) quarantine(heap, p);
     else release(heap, page, (ma_block_t *)p);
 }
 
@@ -467,7 +464,7 @@ static uint32_t mark_list(walk_t *w, const ma_page_t *page, const ma_block_t *b,
         }
         bits[i / 64] |= (uint64_t)1 << (i % 64);
         n++;
-        if (w->deep && !fill_intact((const uint8_t *)b, page->block_size)) problem(w, "write after free of", b);
+        if (w->deep && !fill_intact((const uint8_t *)b, page->block_size, ma_debug)) problem(w, "write after free of", b);
     }
     return n;
 }
@@ -478,17 +475,17 @@ static bool block_live(walk_t *w, const ma_page_t *page, const uint8_t *b) {
     if (!w->deep) return true;
     size_t size = page->block_size;
     if ((uintptr_t)load64(b) == qtag_of(b)) {
-        if (!fill_intact(b, size)) problem(w, "write after free of", b);
+        if (!fill_intact(b, size, ma_debug)) problem(w, "write after free of", b);
         return false;
     }
     if (ma_secure) {
         uint64_t c = load64(b + size - CANARY_SIZE);
         if (c == canary_of(b)) return true;
-        if (c == FILL64 && fill_intact(b, size)) return false;
+        if (c == FILL64 && fill_intact(b, size, ma_debug)) return false;
         problem(w, "heap overflow of", b);
         return true;
     }
-    return !(fill_intact(b, size) && free_word(b));
+    return !(fill_intact(b, size, ma_debug) && free_word(b));
 }
 
 static void check_page(const ma_page_t *page, void *arg) {
