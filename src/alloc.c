@@ -5,8 +5,9 @@
  * No lock, no atomic, no size-class computation. Everything else - a
  * thread's first call, a page running dry, medium and large sizes,
  * alignment - goes through ma_alloc_slow and friends; in checked mode
- * (check.c) every call does, and they hand it to ma_check_malloc or
- * ma_check_alloc.
+ * they hand it to check.c (ma_check_malloc, ma_check_alloc). For
+ * MAPALLOC_SECURE alone the fast path serves too: heap->direct then maps
+ * each size to a class with room for the block's canary (heap.c).
  */
 #include <errno.h>
 #include <string.h>
@@ -38,10 +39,8 @@ void *ma_alloc_class(ma_heap_t *heap, unsigned cls) {
     return ma_page_pop(page);
 }
 
-/* The thread has no heap in ma_heap_tls: its first call (in checked mode,
- * check.c, it never gets one, and ma_alloc_slow sends every call there).
- * The allocator starts here, so the mode is known before the first block
- * is handed out. */
+/* The thread has no heap in ma_heap_tls: its first call. The allocator
+ * starts here, so the mode is known before the first block is handed out. */
 static MA_COLD void *alloc_first(size_t size) {
     ma_process_init();
     if (ma_checked) return ma_check_malloc(size);
@@ -54,8 +53,12 @@ static MA_COLD void *alloc_first(size_t size) {
     return ma_alloc_class(heap, ma_sizeclass_of(size));
 }
 
+/* In checked mode (check.c) every malloc that misses the fast path goes
+ * there: all of them but MAPALLOC_SECURE's, whose thread heap is in
+ * ma_heap_tls (its blocks need a larger class than the size: the canary). */
 MA_NOINLINE void *ma_alloc_slow(ma_heap_t *heap, size_t size) {
-    if (MA_UNLIKELY(heap == &ma_heap_empty)) return ma_checked ? ma_check_malloc(size) : alloc_first(size);
+    if (MA_UNLIKELY(ma_checked)) return ma_check_malloc(size);
+    if (MA_UNLIKELY(heap == &ma_heap_empty)) return alloc_first(size);
     if (size > MA_MEDIUM_MAX) return ma_large_alloc(size, MA_ALIGN_MIN, false, NULL);
     return ma_alloc_class(heap, ma_sizeclass_of(size));
 }

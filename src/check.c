@@ -1,25 +1,30 @@
 /* check.c - checked mode (MAPALLOC_SECURE, MAPALLOC_DEBUG, valgrind) and
  * ma_check().
  *
- * In checked mode ma_heap_tls stays the empty heap, so every malloc and
- * free misses its fast path and a slow path hands it here; the thread's
- * heap is in ma_heap_checked_tls. Blocks come from the same heaps, pages
- * and large mappings as always; this layer wraps each one:
- *  - every checked mode: a free block holds the free fill (ma_fill_free);
- *    it is checked when the block is handed out again (write after free)
- *    and tells a double free from the free of a live block;
- *  - MAPALLOC_SECURE: the last 8 bytes of each block in a page hold a
- *    canary, a hash of its address and the secret key, checked on free
+ * In checked mode every free misses its fast path (ma_heap_free_tls stays
+ * the empty heap) and a slow path hands it here; so does every malloc but
+ * MAPALLOC_SECURE's alone, whose blocks need nothing when handed out. The
+ * thread's heap is in ma_heap_checked_tls. Blocks come from the same
+ * heaps, pages and large mappings as always; this layer wraps each one:
+ *  - every checked mode: a freed block gets the free fill (ma_fill_free),
+ *    checked before the block can be handed out again (write after free);
+ *    with its first word it also tells a double free from the free of a
+ *    live block;
+ *  - MAPALLOC_SECURE: the last 8 bytes of each block of a page hold its
+ *    canary, written when page.c carves the block and checked on free
  *    (heap overflow); freed blocks of thread heaps wait in a quarantine
- *    ring per heap before they can be reused; page.c shuffles carved
- *    blocks, segment.c and large.c add guard pages;
+ *    ring per heap, and their fill is checked when they leave it; page.c
+ *    shuffles carved blocks, segment.c and large.c add guard pages;
  *  - MAPALLOC_DEBUG: new blocks are filled with 0xAA (not calloc's), freed
- *    ones with 0xDD throughout, and a leak report is printed at exit;
+ *    ones with 0xDD throughout (checked in malloc), and a leak report is
+ *    printed at exit;
  *  - valgrind: memcheck is told of each block (malloc-like, free-like), and
  *    free blocks are no-access but for their first word, the link.
- * States of a block of a page in checked mode: live (secure: canary
- * intact); quarantined (first word = quarantine tag); listed (first word =
- * encoded link). The modes are fixed before the first block exists.
+ * States of a block of a page in checked mode: live (first word: the
+ * program's, or 0 if it never wrote there); quarantined (first word = its
+ * quarantine tag, fill intact); listed (first word = encoded link; fill
+ * intact, but for blocks carved and never handed out in SECURE alone). The
+ * modes are fixed before the first block exists.
  */
 #include <errno.h>
 #include "internal.h"
@@ -32,20 +37,12 @@
 #define MAX_PAGE_BLOCKS 4096u            /* 64 KiB / 16: the most a page holds */
 #define LIST_LIMIT ((uint64_t)1 << 24)   /* a longer remote_full list is a cycle */
 
-static size_t canary_size(void) { return ma_secure ? CANARY_SIZE : 0; }
-
-/* The canary of the block at b: its address under a secret derived from
- * the key. Blocks are 16-byte aligned, so the low nibble is the key's with
- * bits 0-2 set: never 0 (an off-by-one string terminator is caught) and
- * never 0xD (the canary is never the free fill). Four instructions: it is
- * written on every malloc and checked on every free. */
-static inline uint64_t canary_of(const void *b) {
-    return ((uintptr_t)b ^ (ma_key * 0x9E3779B97F4A7C15ull)) | 7;
-}
+static size_t canary_size(void) { return ma_block_tail(); }
+#define canary_of ma_canary_of
 
 /* First word of a quarantined block: under another secret, so that it
  * decodes to no link of ours. */
-static inline uintptr_t qtag_of(const void *b) { return (uintptr_t)b ^ (ma_key * 0xD6E8FEB86659FD93ull); }
+static inline uintptr_t qtag_of(const void *b) { return (uintptr_t)b ^ ma_qtag_key; }
 
 static uint64_t load64(const uint8_t *p) {
     uint64_t v;
@@ -55,21 +52,33 @@ static uint64_t load64(const uint8_t *p) {
 
 static void store64(uint8_t *p, uint64_t v) { memcpy(p, &v, sizeof v); }
 
-/* Bits that differ from the fill in [from, to): 16-byte aligned ends. */
-static inline ma_v16_t fill_diff(const uint8_t *from, const uint8_t *to) {
+/* Bits that differ from the fill in [from, to), a multiple of 8 bytes
+ * long (the mirror of ma_fill_range). */
+static inline uint64_t fill_diff(const uint8_t *from, const uint8_t *to) {
     const ma_v16_t fill = {FILL64, FILL64};
-    ma_v16_t diff = {0, 0};
-    for (; from < to; from += 16) diff |= *(const ma_v16_t *)from ^ fill;
-    return diff;
+    if (to - from < 16) return to > from ? load64(from) ^ FILL64 : 0;
+    ma_v16_t diff = {0, 0}, v;
+    for (; from + 16 < to; from += 16) {
+        memcpy(&v, from, sizeof v);
+        diff |= v ^ fill;
+    }
+    memcpy(&v, to - 16, sizeof v);
+    diff |= v ^ fill;
+    return diff[0] | diff[1];
 }
 
-/* The part of a free block that ma_fill_free wrote, or with whole (DEBUG
- * fills all of a block) all of it from byte 8 on. */
+/* The part of the block at b that ma_fill_free wrote (the same `end`
+ * and `whole`). */
+static inline bool fill_intact_to(const uint8_t *b, const uint8_t *end, bool whole) {
+    const uint8_t *from = b + MA_LINK_SIZE, *to = end;
+    if (whole || (size_t)(to - from) <= MA_FILL_WHOLE_MAX) return fill_diff(from, to) == 0;
+    return (fill_diff(from, from + MA_FILL_HEAD) | fill_diff(to - MA_FILL_EDGE, to)) == 0;
+}
+
+static inline uint8_t *fill_end(uint8_t *b, size_t size) { return b + size - canary_size(); }
+
 static inline bool fill_intact(const uint8_t *b, size_t size, bool whole) {
-    ma_v16_t d;
-    if (whole || size <= MA_FILL_WHOLE_MAX) d = fill_diff(b + 16, b + size);
-    else d = fill_diff(b + 16, b + 16 + MA_FILL_EDGE) | fill_diff(b + size - MA_FILL_EDGE, b + size);
-    return ((load64(b + MA_LINK_SIZE) ^ FILL64) | d[0] | d[1]) == 0;
+    return fill_intact_to(b, b + size - canary_size(), whole);
 }
 
 /* A free block's first word: its quarantine tag, or a link to NULL or to a
@@ -119,26 +128,33 @@ static inline void check_next(const ma_page_t *page, const uint8_t *popped) {
         ma_diag_fatal_ptr("corrupted free list at", popped, page->sclass);
 }
 
-/* A block just popped in MAPALLOC_SECURE alone: its fill whole (no write
- * after free), then its canary. */
+/* A block just popped in MAPALLOC_SECURE alone. Its canary is in place
+ * since it was carved. Its fill was checked when it left the quarantine,
+ * or, for blocks that skip it, is checked now. The fast path of malloc
+ * hands out blocks of quarantined pages without coming here. */
 static inline void *finish_lean(ma_page_t *page, uint8_t *p) {
-    size_t size = page->block_size;
-    check_next(page, p);
-    if (MA_UNLIKELY(!fill_intact(p, size, false))) ma_diag_fatal_ptr("write after free", p, page->sclass);
-    store64(p + size - CANARY_SIZE, canary_of(p));
+    if (MA_UNLIKELY(!ma_page_quarantined(page))) {
+        check_next(page, p);
+        if (!fill_intact_to(p, p + page->block_size - CANARY_SIZE, false))
+            ma_diag_fatal_ptr("write after free", p, page->sclass);
+    }
     return p;
 }
 
 /* A block just popped from its page, in any checked mode. */
 static void *finish_small(uint8_t *p, bool zero) {
     ma_page_t *page = page_of(p);
+    size_t usable = ma_page_usable(page);
+    if (ma_secure_only) {
+        finish_lean(page, p);
+        if (zero) memset(p, 0, usable);
+        return p;
+    }
     size_t size = page->block_size;
     check_next(page, p);
     if (ma_valgrind) ma_os_vg_mark(p, size, MA_VG_DEFINED);
     if (!fill_intact(p, size, ma_debug))
         ma_diag_fatal_ptr("write after free", p, page->sclass);
-    size_t usable = ma_page_usable(page);
-    if (ma_secure) store64(p + usable, canary_of(p));
     if (zero) memset(p, 0, usable);
     else if (ma_debug) memset(p, ALLOC_FILL, usable);
     if (ma_valgrind) {
@@ -172,38 +188,34 @@ void *ma_check_alloc(ma_heap_t *heap, size_t size, size_t align, bool zero) {
     return ma_segment_small_of(p) ? finish_small(p, zero) : finish_large(p, zero);
 }
 
-/* malloc in checked mode. MAPALLOC_SECURE alone (no DEBUG fills, no
- * valgrind) has a lean path of its own for sizes up to MA_MEDIUM_MAX: up
- * to MA_SMALL_MAX the page from heap->direct, as the default fast path,
- * else (or when that page ran dry) ma_alloc_class; then the block's checks
- * inline. This is what keeps SECURE's cost within a fraction of the
- * default's. */
+/* malloc's slow path in checked mode. For MAPALLOC_SECURE alone a small
+ * or medium block needs a class with room for its canary, and the lean
+ * finish. */
 void *ma_check_malloc(size_t size) {
     ma_heap_t *heap = ma_heap_checked_tls;
-    if (!ma_secure_only || heap == NULL || size > MA_MEDIUM_MAX - CANARY_SIZE)
-        return ma_check_alloc(NULL, size, MA_ALIGN_MIN, false);
-    size_t need = size + CANARY_SIZE;
-    if (MA_LIKELY(need <= MA_SMALL_MAX)) {
-        ma_page_t *page = heap->direct[(need + 15) >> 4];
-        if (MA_LIKELY(page->free != NULL)) return finish_lean(page, ma_page_pop(page));
+    if (MA_LIKELY(ma_secure_only && heap != NULL && size <= MA_MEDIUM_MAX - CANARY_SIZE)) {
+        uint8_t *p = ma_alloc_class(heap, ma_sizeclass_of(size + CANARY_SIZE));
+        return p ? finish_lean(page_of(p), p) : NULL;
     }
-    uint8_t *p = ma_alloc_class(heap, ma_sizeclass_of(need));
-    return p ? finish_lean(page_of(p), p) : NULL;
+    return ma_check_alloc(NULL, size, MA_ALIGN_MIN, false);
 }
 
 /* ---- Free ------------------------------------------------------------------ */
 
 /* To the page's lists, for good. */
-static void release(ma_heap_t *heap, ma_page_t *page, ma_block_t *b) {
-    if (heap && page->heap == heap) ma_free_local(heap, page, b);
+static inline void release(ma_heap_t *heap, ma_page_t *page, ma_block_t *b) {
+    if (heap && page->heap == heap) ma_page_free_push(heap, page, b);
     else ma_free_remote(page, b);
 }
 
-/* A block leaves the quarantine: its tag must be intact (no write after
- * free to its first word), then it goes to its page's lists. */
-static void unquarantine(ma_heap_t *heap, uint8_t *b) {
-    ma_page_t *page = page_of(b);
-    if (MA_UNLIKELY((uintptr_t)load64(b) != qtag_of(b))) ma_diag_fatal_ptr("write after free", b, page->sclass);
+/* A block leaves the quarantine: its tag must be intact, and in SECURE
+ * alone its fill too (the other modes check the fill in malloc, and under
+ * valgrind the fill is no-access), else something wrote to it after it
+ * was freed. Then it goes to its page's lists. */
+static inline void unquarantine(ma_heap_t *heap, ma_page_t *page, uint8_t *b) {
+    if (MA_UNLIKELY((uintptr_t)load64(b) != qtag_of(b) ||
+                    (ma_secure_only && !fill_intact_to(b, b + page->block_size - CANARY_SIZE, false))))
+        ma_diag_fatal_ptr("write after free", b, page->sclass);
     release(heap, page, (ma_block_t *)b);
 }
 
@@ -211,46 +223,55 @@ static void unquarantine(ma_heap_t *heap, uint8_t *b) {
  * thread freed: each free takes a slot and releases the block freed that
  * many frees before. Blocks above MA_QUARANTINE_BLOCK_MAX skip it, which
  * bounds what it holds to 1 MiB. */
-static inline void quarantine(ma_heap_t *heap, uint8_t *b) {
+static inline void quarantine(ma_heap_t *heap, ma_page_t *page, uint8_t *b) {
     ma_check_heap_t *q = &heap->check;
     uint32_t i = q->q_next;
-    uint8_t *old = q->q_ring[i];
-    q->q_ring[i] = b;
+    uint8_t *old = q->q_ring[i].block;
+    ma_page_t *old_page = q->q_ring[i].page;
+    q->q_ring[i].block = b;
+    q->q_ring[i].page = page;
     q->q_next = (i + 1) % MA_QUARANTINE_SLOTS;
-    if (old) unquarantine(heap, old);
+    if (old) unquarantine(heap, old_page, old);
 }
 
-/* Whether a freed block of page waits in heap's quarantine. Not blocks
- * over MA_QUARANTINE_BLOCK_MAX, nor a user heap's: ma_heap_destroy unmaps
- * its pages without asking where their blocks are. */
+/* Whether a block of page freed by the thread of heap (NULL: the thread
+ * has none, it is exiting) waits in its quarantine: ma_page_quarantined,
+ * which the thread's own pages are unless too big. */
 static inline bool quarantined(const ma_heap_t *heap, ma_page_t *page) {
-    return heap != NULL && page->block_size <= MA_QUARANTINE_BLOCK_MAX &&
-           (page->heap == heap || !user_heap(page->heap));
+    return heap != NULL && (page->heap == heap ? page->block_size <= MA_QUARANTINE_BLOCK_MAX
+                                               : ma_page_quarantined(page));
 }
 
-/* The block must be live: its canary intact (secure), or at least not
- * looking like a free block. The free fill in the canary's place, or all
- * over the block, means it was freed already. */
-static inline void check_live(const ma_page_t *page, const uint8_t *p) {
-    size_t size = page->block_size;
-    if (ma_secure) {
-        uint64_t c = load64(p + size - CANARY_SIZE);
-        if (c == canary_of(p)) return;
-        ma_diag_fatal_ptr(c == FILL64 ? "double free" : "heap overflow", p, page->sclass);
-    }
-    if (fill_intact(p, size, false) && free_word(p)) ma_diag_fatal_ptr("double free", p, page->sclass);
+/* A block freed already has its quarantine tag, or a link and its fill
+ * (a live block would hold both only by a rare chance). */
+static void check_freed(const ma_page_t *page, const uint8_t *p, bool whole) {
+    if ((uintptr_t)load64(p) == qtag_of(p) || (fill_intact(p, page->block_size, whole) && free_word(p)))
+        ma_diag_fatal_ptr("double free", p, page->sclass);
 }
 
-/* Secure (lean) free of a block of a page: canary, fill, tag, quarantine. */
+/* The block must be live: its canary intact (secure), and not free. */
+static void check_live(const ma_page_t *page, const uint8_t *p) {
+    if (ma_secure && load64(p + page->block_size - CANARY_SIZE) != canary_of(p))
+        ma_diag_fatal_ptr("heap overflow", p, page->sclass);
+    check_freed(page, p, false);
+}
+
+/* Secure (lean) free of a block of a page: check_live's checks, then
+ * fill, tag, quarantine. The full double-free check runs only when the
+ * first word is the tag or a link into the page, which misses a block on
+ * a heap's remote_full list (its link leads to another page). The tag is
+ * computed before the stores, which the compiler must assume may change
+ * the secret. */
 static inline void lean_free(ma_page_t *page, uint8_t *p) {
-    size_t size = page->block_size;
-    uint64_t c = load64(p + size - CANARY_SIZE);
-    if (MA_UNLIKELY(c != canary_of(p)))
-        ma_diag_fatal_ptr(c == FILL64 ? "double free" : "heap overflow", p, page->sclass);
-    ma_fill_free(p, size);
-    store64(p, qtag_of(p));
+    const uintptr_t qtag = qtag_of(p);
+    uint8_t *end = p + page->block_size - CANARY_SIZE;
+    if (MA_UNLIKELY(load64(end) != canary_of(p))) ma_diag_fatal_ptr("heap overflow", p, page->sclass);
+    uintptr_t w = (uintptr_t)load64(p);
+    if (MA_UNLIKELY(w == qtag || ma_page_link_plausible(page, w))) check_freed(page, p, false);
+    ma_fill_free(p, end, false);
+    store64(p, qtag);
     ma_heap_t *heap = ma_heap_checked_tls;
-    if (MA_LIKELY(quarantined(heap, page))) quarantine(heap, p);
+    if (MA_LIKELY(quarantined(heap, page))) quarantine(heap, page, p);
     else release(heap, page, (ma_block_t *)p);
 }
 
@@ -266,12 +287,11 @@ void ma_check_free_block(ma_page_t *page, void *block) {
         ma_os_vg_mark(p, size, MA_VG_DEFINED);
     }
     check_live(page, p);
-    if (ma_debug) memset(p + MA_LINK_SIZE, MA_FREE_FILL, size - MA_LINK_SIZE);
-    else ma_fill_free(p, size);
+    ma_fill_free(p, fill_end(p, size), ma_debug);
     store64(p, qtag_of(p));
     if (ma_valgrind) ma_os_vg_mark(p + MA_LINK_SIZE, size - MA_LINK_SIZE, MA_VG_NOACCESS);
     ma_heap_t *heap = ma_heap_checked_tls;
-    if (ma_secure && quarantined(heap, page)) quarantine(heap, p);
+    if (ma_secure && quarantined(heap, page)) quarantine(heap, page, p);
     else release(heap, page, (ma_block_t *)p);
 }
 
@@ -317,9 +337,9 @@ void ma_check_flush(void) {
 void ma_check_thread_done(ma_heap_t *heap) {
     ma_check_heap_t *q = &heap->check;
     for (uint32_t i = 0; i < MA_QUARANTINE_SLOTS; i++) {
-        uint8_t *b = q->q_ring[i];
-        q->q_ring[i] = NULL;
-        if (b) unquarantine(heap, b);
+        uint8_t *b = q->q_ring[i].block;
+        q->q_ring[i].block = NULL;
+        if (b) unquarantine(heap, q->q_ring[i].page, b);
     }
 }
 
@@ -410,7 +430,7 @@ static void check_heap(walk_t *w, ma_heap_t *heap) {
     for (unsigned cls = 1; cls < MA_CLASS_COUNT; cls++) check_queue(w, heap, &heap->queue[cls], cls);
     check_queue(w, heap, &heap->full, 0);
     for (unsigned i = 0; i < MA_DIRECT_COUNT; i++) {
-        const ma_page_t *first = heap->queue[ma_sizeclass_of(i ? i * 16 : 1)].first;
+        const ma_page_t *first = heap->queue[ma_sizeclass_of((i ? i * 16 : 1) + canary_size())].first;
         if (heap->direct[i] != (first ? first : &ma_page_empty)) problem(w, "stale direct entry in heap", heap);
     }
     uintptr_t link = atomic_load_explicit(&heap->remote_full, memory_order_acquire);
@@ -425,9 +445,9 @@ static void check_heap(walk_t *w, ma_heap_t *heap) {
     const ma_check_heap_t *q = &heap->check;
     if (q->q_next >= MA_QUARANTINE_SLOTS) problem(w, "quarantine index wrong in heap", heap);
     for (uint32_t i = 0; i < MA_QUARANTINE_SLOTS; i++) {
-        const uint8_t *b = q->q_ring[i];
+        const uint8_t *b = q->q_ring[i].block;
         if (!b) continue;
-        if (!valid_block(b)) problem(w, "quarantine holds a foreign pointer", b);
+        if (!valid_block(b) || page_of(b) != q->q_ring[i].page) problem(w, "quarantine holds a foreign pointer", b);
         else if (w->deep && (uintptr_t)load64(b) != qtag_of(b)) problem(w, "write after free of", b);
     }
 }
@@ -448,6 +468,19 @@ static bool descriptor_sane(walk_t *w, const ma_page_t *page) {
     return ok;
 }
 
+/* Canary of any block of a page (secure). */
+static void deep_check_canary(walk_t *w, const ma_page_t *page, const uint8_t *b) {
+    if (ma_secure && load64(b + page->block_size - CANARY_SIZE) != canary_of(b)) problem(w, "heap overflow of", b);
+}
+
+/* A block on its page's lists: canary, and fill, which in SECURE alone the
+ * blocks of quarantined pages carved and never handed out do not have. */
+static void deep_check_free(walk_t *w, const ma_page_t *page, const uint8_t *b) {
+    deep_check_canary(w, page, b);
+    if ((!ma_secure_only || !ma_page_quarantined(page)) && !fill_intact(b, page->block_size, ma_debug))
+        problem(w, "write after free of", b);
+}
+
 /* Marks the blocks of one free list; returns how many, or stops at the
  * first link that leaves the page or comes back. */
 static uint32_t mark_list(walk_t *w, const ma_page_t *page, const ma_block_t *b, uint64_t *bits) {
@@ -464,7 +497,7 @@ static uint32_t mark_list(walk_t *w, const ma_page_t *page, const ma_block_t *b,
         }
         bits[i / 64] |= (uint64_t)1 << (i % 64);
         n++;
-        if (w->deep && !fill_intact((const uint8_t *)b, page->block_size, ma_debug)) problem(w, "write after free of", b);
+        if (w->deep) deep_check_free(w, page, (const uint8_t *)b);
     }
     return n;
 }
@@ -474,16 +507,10 @@ static uint32_t mark_list(walk_t *w, const ma_page_t *page, const ma_block_t *b,
 static bool block_live(walk_t *w, const ma_page_t *page, const uint8_t *b) {
     if (!w->deep) return true;
     size_t size = page->block_size;
+    deep_check_canary(w, page, b);
     if ((uintptr_t)load64(b) == qtag_of(b)) {
         if (!fill_intact(b, size, ma_debug)) problem(w, "write after free of", b);
         return false;
-    }
-    if (ma_secure) {
-        uint64_t c = load64(b + size - CANARY_SIZE);
-        if (c == canary_of(b)) return true;
-        if (c == FILL64 && fill_intact(b, size, ma_debug)) return false;
-        problem(w, "heap overflow of", b);
-        return true;
     }
     return !(fill_intact(b, size, ma_debug) && free_word(b));
 }

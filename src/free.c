@@ -6,8 +6,8 @@
  * If the page belongs to this thread's heap, the block goes on the page's
  * local_free list: no lock, no atomic. Otherwise it is pushed on the page's
  * thread_free list with one compare-and-swap (ma_free_remote). In checked
- * mode no page is the thread's (ma_heap_tls is the empty heap), so every
- * free reaches free_other or ma_free_slow, which hand it to check.c.
+ * mode no page is the thread's (ma_heap_free_tls is the empty heap), so
+ * every free reaches free_other or ma_free_slow, which hand it to check.c.
  *
  * Double frees: a free block's first word is an encoded link to a block of
  * the same page (or the encoded NULL). If the word being freed looks like
@@ -17,23 +17,14 @@
 #include <errno.h>
 #include "internal.h"
 
-static bool looks_free(const ma_page_t *page, const ma_block_t *b) {
-    uintptr_t link = (uintptr_t)ma_block_decode(b->next);
-    return link == 0 || link - (uintptr_t)page->start < ((size_t)page->slice_count << MA_SLICE_SHIFT);
-}
-
 static MA_COLD void check_double_free(ma_page_t *page, ma_block_t *b) {
     if (ma_page_list_contains(page, page->free, b) || ma_page_list_contains(page, page->local_free, b))
         ma_diag_fatal_ptr("double free", b, page->sclass);
 }
 
 static inline void free_local(ma_heap_t *heap, ma_page_t *page, ma_block_t *b) {
-    if (MA_UNLIKELY(looks_free(page, b))) check_double_free(page, b);
-    b->next = ma_block_encode(page->local_free);
-    page->local_free = b;
-    page->frees++;
-    if (MA_UNLIKELY(page->in_full || (page->frees == page->allocs && !page->keep_empty)))
-        ma_heap_page_event(heap, page);
+    if (MA_UNLIKELY(ma_page_link_plausible(page, b->next))) check_double_free(page, b);
+    ma_page_free_push(heap, page, b);
 }
 
 /* Not the calling thread's page - or checked mode, where no page is.
@@ -52,7 +43,7 @@ void ma_free(void *p) {
     ma_page_t *page = ma_segment_page_of(seg, p);
     if (MA_UNLIKELY(ma_page_block_index(page, p) == UINT32_MAX))
         ma_diag_fatal_ptr("invalid free", p, page->block_size ? page->sclass : 0);
-    ma_heap_t *heap = ma_heap_tls;
+    ma_heap_t *heap = ma_heap_free_tls;
     if (MA_LIKELY(page->heap == heap)) free_local(heap, page, p);
     else free_other(page, p);
 }

@@ -13,7 +13,9 @@
  * heap->remote_full, which the owner drains on its slow path.
  *
  * Checked mode (check.c): a thread's heap goes in ma_heap_checked_tls,
- * never in ma_heap_tls, which the fast paths read: they keep missing.
+ * never in ma_heap_free_tls, which free's fast path reads: it keeps
+ * missing. It goes in ma_heap_tls, malloc's, only for MAPALLOC_SECURE
+ * alone (internal.h, "Modes").
  *
  * Lock order: heaps lock, then segment lock.
  */
@@ -23,6 +25,7 @@
 ma_page_t ma_page_empty;
 ma_heap_t ma_heap_empty = {.direct = {[0 ... MA_DIRECT_COUNT - 1] = &ma_page_empty}};
 __thread ma_heap_t *ma_heap_tls __attribute__((tls_model("initial-exec"))) = &ma_heap_empty;
+__thread ma_heap_t *ma_heap_free_tls __attribute__((tls_model("initial-exec"))) = &ma_heap_empty;
 __thread ma_heap_t *ma_heap_checked_tls __attribute__((tls_model("initial-exec")));
 
 static pthread_mutex_t heaps_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -77,13 +80,17 @@ static void queue_push_back(ma_pageq_t *q, ma_page_t *page) {
     first_changed(q, old_first);
 }
 
-/* Point the direct entries of class cls at the queue's first page. */
+/* Point the direct entries of class cls at the queue's first page: the
+ * sizes its blocks hold that the class below does not, less the canary
+ * with MAPALLOC_SECURE. */
 static void direct_update(ma_heap_t *heap, unsigned cls) {
-    size_t size = ma_sizeclass_size(cls);
-    if (size > MA_SMALL_MAX) return;
+    size_t tail = ma_block_tail();
+    size_t lo = cls == 1 ? 0 : ((ma_sizeclass_size(cls - 1) - tail) >> 4) + 1;
+    size_t hi = (ma_sizeclass_size(cls) - tail) >> 4;
+    if (lo >= MA_DIRECT_COUNT) return;
+    if (hi >= MA_DIRECT_COUNT) hi = MA_DIRECT_COUNT - 1;
     ma_page_t *page = heap->queue[cls].first ? heap->queue[cls].first : &ma_page_empty;
-    size_t lo = cls == 1 ? 0 : (ma_sizeclass_size(cls - 1) >> 4) + 1;
-    for (size_t i = lo; i <= size >> 4; i++) heap->direct[i] = page;
+    for (size_t i = lo; i <= hi; i++) heap->direct[i] = page;
 }
 
 /* An emptied page's span is kept as a spare (up to MA_SPARE_MAX spans,
@@ -251,8 +258,9 @@ ma_heap_t *ma_heap_thread_init(void) {
     if (heap) heap->owned = true;
     ma_unlock(&heaps_lock);
     if (!heap) return NULL;
-    if (ma_checked) ma_heap_checked_tls = heap;  /* the fast paths must keep missing */
-    else ma_heap_tls = heap;
+    if (ma_checked) ma_heap_checked_tls = heap;  /* free's fast path must keep missing */
+    else ma_heap_free_tls = heap;
+    if (!ma_checked || ma_secure_only) ma_heap_tls = heap;
     /* May allocate (glibc's second-level key array): the heap is set up. */
     pthread_setspecific(ma_thread_key, heap);
     return heap;
@@ -269,6 +277,7 @@ void ma_heap_thread_done(void *arg) {
     if (heap == NULL || heap == &ma_heap_empty) return;
     ma_heap_collect(heap, true);
     if (ma_heap_tls == heap) ma_heap_tls = &ma_heap_empty;
+    if (ma_heap_free_tls == heap) ma_heap_free_tls = &ma_heap_empty;
     if (ma_heap_checked_tls == heap) ma_heap_checked_tls = NULL;
     ma_lock(&heaps_lock);
     heap->owned = false;

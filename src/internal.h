@@ -151,7 +151,10 @@ _Static_assert(sizeof(ma_large_t) <= MA_LARGE_HEADER, "the header fits before th
 typedef struct ma_check_heap_s {
     uint64_t rng;                       /* owner: shuffles carved blocks; 0 until seeded */
     uint32_t q_next;                    /* owner: the quarantine slot the next free takes */
-    void *q_ring[MA_QUARANTINE_SLOTS];  /* owner: freed blocks not yet reusable, or NULL */
+    struct {
+        uint8_t *block;                 /* a freed block not yet reusable, or NULL */
+        ma_page_t *page;                /* its page: no lookup when it leaves */
+    } q_ring[MA_QUARANTINE_SLOTS];      /* owner */
 } ma_check_heap_t;
 
 typedef struct ma_pageq_s {
@@ -191,18 +194,34 @@ typedef enum {
     MA_HEAP_DEAD = 0xdead,  /* destroyed */
 } ma_heap_kind_t;
 
+/* MAPALLOC_SECURE: whether the blocks of a page wait in the freeing
+ * thread's quarantine (check.c). Not blocks over MA_QUARANTINE_BLOCK_MAX,
+ * nor a user heap's: ma_heap_destroy unmaps its pages without asking where
+ * their blocks are. The fill of the others is checked when malloc hands
+ * them out, so page.c fills them when it carves them. */
+static inline bool ma_page_quarantined(const ma_page_t *page) {
+    return page->block_size <= MA_QUARANTINE_BLOCK_MAX &&
+           atomic_load_explicit(&page->heap->kind, memory_order_relaxed) != MA_HEAP_USER;
+}
+
 /* ---- Globals ------------------------------------------------------------ */
 extern uintptr_t ma_key MA_HIDDEN;                 /* free-list secret */
+extern uintptr_t ma_canary_key MA_HIDDEN;          /* checked mode's: canaries, ... */
+extern uintptr_t ma_qtag_key MA_HIDDEN;            /* ... quarantine tags (check.c) */
 extern _Atomic uint8_t ma_segmap[] MA_HIDDEN;      /* see ma_segment_of */
 extern ma_page_t ma_page_empty MA_HIDDEN;          /* a page with no blocks */
 extern ma_heap_t ma_heap_empty MA_HIDDEN;          /* heap of a new thread */
-extern __thread ma_heap_t *ma_heap_tls MA_HIDDEN;  /* this thread's heap */
-extern __thread ma_heap_t *ma_heap_checked_tls MA_HIDDEN; /* the same in checked mode */
+extern __thread ma_heap_t *ma_heap_tls MA_HIDDEN;  /* heap malloc's fast path pops from */
+extern __thread ma_heap_t *ma_heap_free_tls MA_HIDDEN; /* heap free's fast path pushes to */
+extern __thread ma_heap_t *ma_heap_checked_tls MA_HIDDEN; /* this thread's heap in checked mode */
 
-/* Modes, set once by ma_options_init before any block exists. In checked
- * mode (any of the others) ma_heap_tls stays &ma_heap_empty, so the fast
- * paths always miss and every call reaches check.c through a slow path;
- * the thread's heap is in ma_heap_checked_tls instead. */
+/* Modes, set once by ma_options_init before any block exists. The default
+ * mode puts a thread's heap in both ma_heap_tls and ma_heap_free_tls. In
+ * checked mode (any of the others) ma_heap_free_tls stays &ma_heap_empty,
+ * so that every free misses its fast path and reaches check.c; so does
+ * ma_heap_tls, but for MAPALLOC_SECURE alone: its blocks need nothing done
+ * when they are handed out (check.c), so malloc's fast path serves it. The
+ * thread's heap is in ma_heap_checked_tls. */
 extern bool ma_checked MA_HIDDEN;   /* secure, debug or valgrind */
 extern bool ma_secure MA_HIDDEN;    /* MAPALLOC_SECURE=1 */
 extern bool ma_secure_only MA_HIDDEN; /* and neither DEBUG nor valgrind: check.c's lean paths */
@@ -354,42 +373,59 @@ MA_HIDDEN bool ma_page_list_contains(const ma_page_t *page, ma_block_t *list, co
 
 static inline uint32_t ma_page_used(const ma_page_t *page) { return page->allocs - page->frees; }
 
-/* What the program may use of a block of the page: MAPALLOC_SECURE keeps
- * the last MA_CANARY_SIZE bytes for the block's canary (check.c). */
+/* MAPALLOC_SECURE keeps the last MA_CANARY_SIZE bytes of each block of a
+ * page for its canary: the block's address under a secret derived from the
+ * key. page.c writes it when it carves the block and nothing of ours ever
+ * writes over it, so a block has it whether live, free or quarantined, and
+ * malloc need not write it; check.c checks it on free (heap overflow).
+ * Blocks are 16-byte aligned, so the low nibble is the secret's with bits
+ * 0-2 set: never 0 (an off-by-one string terminator is caught) and never
+ * 0xD (a canary is never the free fill). */
 #define MA_CANARY_SIZE 8u
-static inline size_t ma_page_usable(const ma_page_t *page) {
-    return page->block_size - (ma_secure ? MA_CANARY_SIZE : 0);
-}
+static inline size_t ma_block_tail(void) { return ma_secure ? MA_CANARY_SIZE : 0; }
+static inline uint64_t ma_canary_of(const void *b) { return ((uintptr_t)b ^ ma_canary_key) | 7; }
 
-/* Checked mode: every free block - carved and not yet handed out, on a
- * list, or in a quarantine - holds MA_FREE_FILL from byte 8 on (its first
- * word is a link or a quarantine tag): all of it up to MA_FILL_WHOLE_MAX
- * bytes; in a bigger block bytes 8 to 16 + MA_FILL_EDGE and the last
- * MA_FILL_EDGE. page.c fills what it carves; check.c fills what is freed
- * and checks the fill when it hands the block out again. The stores are
- * 16 bytes wide (blocks are 16-byte aligned, their sizes multiples of 16):
- * this runs on every free in MAPALLOC_SECURE. */
+/* What the program may use of a block of the page. */
+static inline size_t ma_page_usable(const ma_page_t *page) { return page->block_size - ma_block_tail(); }
+
+/* Checked mode: a freed block holds MA_FREE_FILL in its fill span, from
+ * byte 8 (its first word is a link or a quarantine tag) to the canary or
+ * the end: all of the span with `whole` (MAPALLOC_DEBUG) or when it is at
+ * most MA_FILL_WHOLE_MAX bytes, else its first MA_FILL_HEAD bytes and its
+ * last MA_FILL_EDGE. check.c fills what is freed and checks the fill before
+ * the block is handed out again (SECURE alone: when it leaves the
+ * quarantine; the other modes: in malloc, and page.c fills what it carves
+ * for them). Three 16-byte stores at most in SECURE: this runs on every
+ * free. */
 #define MA_FREE_FILL 0xDD
-#define MA_FILL_WHOLE_MAX 48u
+#define MA_FILL_WHOLE_MAX 40u
+#define MA_FILL_HEAD 24u
 #define MA_FILL_EDGE 16u
 #define MA_LINK_SIZE sizeof(ma_block_t)
 typedef uint64_t ma_v16_t __attribute__((vector_size(16), may_alias));
 #define MA_FILL64 (0x0101010101010101ull * MA_FREE_FILL)
 
-static inline void ma_fill_span(uint8_t *from, uint8_t *to) {
+/* [from, to), a multiple of 8 bytes long; stores may overlap. */
+static inline void ma_fill_range(uint8_t *from, uint8_t *to) {
     const ma_v16_t v = {MA_FILL64, MA_FILL64};
-    for (; from < to; from += 16) *(ma_v16_t *)from = v;
-}
-
-static inline void ma_fill_free(uint8_t *b, size_t size) {
-    uint64_t w = MA_FILL64;
-    memcpy(b + MA_LINK_SIZE, &w, sizeof w);
-    if (size <= MA_FILL_WHOLE_MAX) {
-        ma_fill_span(b + 16, b + size);
+    const uint64_t w = MA_FILL64;
+    if (to - from < 16) {
+        if (to > from) memcpy(from, &w, sizeof w);
         return;
     }
-    ma_fill_span(b + 16, b + 16 + MA_FILL_EDGE);
-    ma_fill_span(b + size - MA_FILL_EDGE, b + size);
+    for (; from + 16 < to; from += 16) memcpy(from, &v, sizeof v);
+    memcpy(to - 16, &v, sizeof v);
+}
+
+/* The fill span of the block at b: [b + 8, end). */
+static inline void ma_fill_free(uint8_t *b, uint8_t *end, bool whole) {
+    uint8_t *from = b + MA_LINK_SIZE, *to = end;
+    if (whole || (size_t)(to - from) <= MA_FILL_WHOLE_MAX) {
+        ma_fill_range(from, to);
+        return;
+    }
+    ma_fill_range(from, from + MA_FILL_HEAD);
+    ma_fill_range(to - MA_FILL_EDGE, to);
 }
 
 /* Index of the block at p, or UINT32_MAX if p is not the start of a carved
@@ -423,6 +459,14 @@ static inline void *ma_page_pop(ma_page_t *page) {
     return b;
 }
 
+/* Whether w, the first word of a block of page, is an encoded link to NULL
+ * or into the page: what a free block's first word holds. */
+static inline bool ma_page_link_plausible(const ma_page_t *page, uintptr_t w) {
+    uintptr_t link = (uintptr_t)ma_block_decode(w);
+    return link == 0 || link - (uintptr_t)page->start < ((size_t)page->slice_count << MA_SLICE_SHIFT);
+}
+
+
 /* ---- heap.c: thread heaps ----------------------------------------------- */
 MA_HIDDEN ma_heap_t *ma_heap_thread_init(void);
 MA_HIDDEN void ma_heap_thread_done(void *heap);
@@ -443,6 +487,17 @@ MA_HIDDEN ma_heap_t *ma_heap_user_new(void);
 MA_HIDDEN void ma_heap_user_release(ma_heap_t *heap);
 MA_HIDDEN void ma_heap_user_retire(ma_heap_t *heap);
 MA_HIDDEN uint64_t ma_heap_count(void);
+
+/* Puts b, checked, on the local_free list of its page, which heap owns;
+ * the heap hears when the page empties or leaves the full queue. free.c's
+ * fast path and check.c's quarantine. */
+static inline void ma_page_free_push(ma_heap_t *heap, ma_page_t *page, ma_block_t *b) {
+    b->next = ma_block_encode(page->local_free);
+    page->local_free = b;
+    page->frees++;
+    if (MA_UNLIKELY(page->in_full || (page->frees == page->allocs && !page->keep_empty)))
+        ma_heap_page_event(heap, page);
+}
 
 /* ---- large.c: blocks mapped on their own -------------------------------- */
 MA_HIDDEN void *ma_large_alloc(size_t size, size_t align, bool zero, ma_heap_t *owner);

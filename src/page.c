@@ -47,19 +47,25 @@ static uint64_t rng_next(uint64_t *state) {
     return x * 0x2545F4914F6CDD1Dull;
 }
 
-/* Checked mode: the carved blocks get the free fill (check.c checks it
- * when it hands them out), and with MAPALLOC_SECURE their list is
- * shuffled (Fisher-Yates, 16 random bits per swap: an extension has at
- * most 256 blocks), so that neighbours in memory are not handed out in
- * turn. */
+/* Checked mode: with MAPALLOC_SECURE each carved block gets its canary,
+ * for good (internal.h), and their list is shuffled (Fisher-Yates, 16
+ * random bits per swap: an extension has at most 256 blocks), so that
+ * neighbours in memory are not handed out in turn. Blocks whose fill
+ * malloc checks get it here: all but those of SECURE alone that will wait
+ * in a quarantine (checked when they leave it, check.c). */
 static MA_NOINLINE void extend_checked(ma_page_t *page, uint8_t *first, uint32_t n) {
     size_t size = page->block_size;
+    bool fill = !ma_secure_only || !ma_page_quarantined(page);
     uint16_t order[EXTEND_MAX_BLOCKS];
     /* memcheck may remember freed blocks of an earlier page in this span */
     if (ma_valgrind) ma_os_vg_mark(first, n * size, MA_VG_UNDEFINED);
     for (uint32_t i = 0; i < n; i++) {
-        if (ma_debug) memset(first + i * size + MA_LINK_SIZE, MA_FREE_FILL, size - MA_LINK_SIZE);
-        else ma_fill_free(first + i * size, size);
+        uint8_t *b = first + i * size;
+        if (ma_secure) {
+            uint64_t c = ma_canary_of(b);
+            memcpy(b + size - MA_CANARY_SIZE, &c, sizeof c);
+        }
+        if (fill) ma_fill_free(b, b + size - ma_block_tail(), ma_debug);
         order[i] = (uint16_t)i;
     }
     uint64_t bits = 0;

@@ -243,6 +243,36 @@ static void write_after_free_first_word(void)
         free_fn(malloc_fn(64));
 }
 
+/* A block too big for the quarantine (20 KiB): its fill is checked when
+ * malloc hands it out again. */
+static void write_after_free_medium(void)
+{
+    void *keep = malloc_fn(20 * KIB);
+    char *p = malloc_fn(20 * KIB);
+    expect(p);
+    free_fn(p);
+    p[20] = 'x';
+    for (int i = 0; i < 1000; i++)
+        free_fn(malloc_fn(20 * KIB));
+    free_fn(keep);
+}
+
+/* A user heap's blocks skip the quarantine too. */
+static void write_after_free_heap(void)
+{
+    ma_heap_t *h = ma_heap_new();
+    void *keep = h ? ma_heap_malloc(h, 64) : NULL;
+    char *p = h ? ma_heap_malloc(h, 64) : NULL;
+    if (!keep || !p)
+        _exit(5);
+    expect(p);
+    free_fn(p);
+    p[20] = 'x';
+    for (int i = 0; i < 10000; i++)
+        free_fn(ma_heap_malloc(h, 64));
+    ma_heap_destroy(h);
+}
+
 static void invalid_free_destroyed_heap(void)
 {
     ma_heap_t *h = ma_heap_new();
@@ -337,6 +367,8 @@ static const struct death_case {
     {"write_after_free", MSG_WRITE_AFTER_FREE, write_after_free, 0},
     {"write_after_free_first_word", MSG_WRITE_AFTER_FREE, write_after_free_first_word, 0},
     {"write_after_free_deep", MSG_WRITE_AFTER_FREE, write_after_free_deep, 0},
+    {"write_after_free_medium", MSG_WRITE_AFTER_FREE, write_after_free_medium, 0},
+    {"write_after_free_heap", MSG_WRITE_AFTER_FREE, write_after_free_heap, 0},
     {"invalid_free_destroyed_heap", MSG_INVALID_FREE, invalid_free_destroyed_heap, 0},
     {"corrupted_free_list", MSG_CORRUPTED_LIST, corrupted_free_list, 0},
     {"guard_large", NULL, guard_large, SIGSEGV},
