@@ -177,8 +177,11 @@ static void *freer(void *arg)
     for (;;) {
         bool last = atomic_load(&stop_freers);
         bool any = false;
+        /* every slot once per pass, from a random one: a pass that started
+         * after stop_freers and found nothing has left nothing behind */
+        size_t start = (size_t)rng_next(&r);
         for (size_t i = 0; i < RING; i++) {
-            uintptr_t v = atomic_exchange(&ring[(i + rng_next(&r)) % RING], 0);
+            uintptr_t v = atomic_exchange(&ring[(start + i) % RING], 0);
             if (v) {
                 any = true;
                 free_block((void *)v, &r);
