@@ -133,7 +133,7 @@ static inline void check_next(const ma_page_t *page, const uint8_t *popped) {
  * or, for blocks that skip it, is checked now. The fast path of malloc
  * hands out blocks of quarantined pages without coming here. */
 static inline void *finish_lean(ma_page_t *page, uint8_t *p) {
-    if (MA_UNLIKELY(!ma_page_quarantined(page))) {
+    if (MA_UNLIKELY(!page->quarantined)) {
         check_next(page, p);
         if (!fill_intact_to(p, p + page->block_size - CANARY_SIZE, false))
             ma_diag_fatal_ptr("write after free", p, page->sclass);
@@ -235,11 +235,9 @@ static inline void quarantine(ma_heap_t *heap, ma_page_t *page, uint8_t *b) {
 }
 
 /* Whether a block of page freed by the thread of heap (NULL: the thread
- * has none, it is exiting) waits in its quarantine: ma_page_quarantined,
- * which the thread's own pages are unless too big. */
-static inline bool quarantined(const ma_heap_t *heap, ma_page_t *page) {
-    return heap != NULL && (page->heap == heap ? page->block_size <= MA_QUARANTINE_BLOCK_MAX
-                                               : ma_page_quarantined(page));
+ * has none, it is exiting) waits in its quarantine. */
+static inline bool quarantined(const ma_heap_t *heap, const ma_page_t *page) {
+    return heap != NULL && page->quarantined;
 }
 
 /* A block freed already has its quarantine tag, or a link and its fill
@@ -262,7 +260,7 @@ static void check_live(const ma_page_t *page, const uint8_t *p) {
  * a heap's remote_full list (its link leads to another page). The tag is
  * computed before the stores, which the compiler must assume may change
  * the secret. */
-static inline void lean_free(ma_page_t *page, uint8_t *p) {
+static MA_NOINLINE void lean_free(ma_page_t *page, uint8_t *p) {
     const uintptr_t qtag = qtag_of(p);
     uint8_t *end = p + page->block_size - CANARY_SIZE;
     if (MA_UNLIKELY(load64(end) != canary_of(p))) ma_diag_fatal_ptr("heap overflow", p, page->sclass);
@@ -477,7 +475,7 @@ static void deep_check_canary(walk_t *w, const ma_page_t *page, const uint8_t *b
  * blocks of quarantined pages carved and never handed out do not have. */
 static void deep_check_free(walk_t *w, const ma_page_t *page, const uint8_t *b) {
     deep_check_canary(w, page, b);
-    if ((!ma_secure_only || !ma_page_quarantined(page)) && !fill_intact(b, page->block_size, ma_debug))
+    if ((!ma_secure_only || !page->quarantined) && !fill_intact(b, page->block_size, ma_debug))
         problem(w, "write after free of", b);
 }
 

@@ -102,6 +102,7 @@ typedef struct ma_page_s {
     uint8_t sclass;          /* size class */
     uint8_t in_full;         /* sits in heap->full rather than heap->queue */
     uint8_t keep_empty;      /* first of its queue: stays when it empties */
+    uint8_t quarantined;     /* MAPALLOC_SECURE: its freed blocks wait (check.c) */
     uint8_t slice_count;     /* slices in the span (first slice only) */
     uint8_t slice_offset;    /* trailing slices: distance to the first slice */
     /* Second cache line: written by other threads, or rarely. */
@@ -193,16 +194,6 @@ typedef enum {
     MA_HEAP_FIXED = 0xf1ed, /* ma_heap_new_in: everything in caller memory */
     MA_HEAP_DEAD = 0xdead,  /* destroyed */
 } ma_heap_kind_t;
-
-/* MAPALLOC_SECURE: whether the blocks of a page wait in the freeing
- * thread's quarantine (check.c). Not blocks over MA_QUARANTINE_BLOCK_MAX,
- * nor a user heap's: ma_heap_destroy unmaps its pages without asking where
- * their blocks are. The fill of the others is checked when malloc hands
- * them out, so page.c fills them when it carves them. */
-static inline bool ma_page_quarantined(const ma_page_t *page) {
-    return page->block_size <= MA_QUARANTINE_BLOCK_MAX &&
-           atomic_load_explicit(&page->heap->kind, memory_order_relaxed) != MA_HEAP_USER;
-}
 
 /* ---- Globals ------------------------------------------------------------ */
 extern uintptr_t ma_key MA_HIDDEN;                 /* free-list secret */

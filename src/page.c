@@ -15,6 +15,16 @@
 #define EXTEND_BYTES 4096u   /* carve about this much at a time */
 #define EXTEND_MIN_BLOCKS 4u
 
+/* MAPALLOC_SECURE: whether the blocks of a page wait in the freeing
+ * thread's quarantine (check.c). Not blocks over MA_QUARANTINE_BLOCK_MAX,
+ * nor a user heap's: ma_heap_destroy unmaps its pages without asking where
+ * their blocks are. The fill of the others is checked when malloc hands
+ * them out, so extend_checked fills them. */
+static bool quarantinable(const ma_heap_t *heap, size_t block_size) {
+    return ma_secure && block_size <= MA_QUARANTINE_BLOCK_MAX &&
+           atomic_load_explicit(&heap->kind, memory_order_relaxed) != MA_HEAP_USER;
+}
+
 void ma_page_setup(ma_page_t *page, ma_heap_t *heap, unsigned cls) {
     size_t size = ma_sizeclass_size(cls);
     page->free = NULL;
@@ -27,6 +37,7 @@ void ma_page_setup(ma_page_t *page, ma_heap_t *heap, unsigned cls) {
     page->sclass = (uint8_t)cls;
     page->in_full = 0;
     page->keep_empty = 0;
+    page->quarantined = quarantinable(heap, size);
     page->recip = (((uint64_t)1 << MA_RECIP_SHIFT) + size - 1) / size;
     page->heap = heap;
     page->next = page->prev = NULL;
@@ -55,21 +66,14 @@ static uint64_t rng_next(uint64_t *state) {
  * in a quarantine (checked when they leave it, check.c). */
 static MA_NOINLINE void extend_checked(ma_page_t *page, uint8_t *first, uint32_t n) {
     size_t size = page->block_size;
-    bool fill = !ma_secure_only || !ma_page_quarantined(page);
+    bool secure = ma_secure, fill = !ma_secure_only || !page->quarantined;
+    size_t tail = secure ? MA_CANARY_SIZE : 0;
     uint16_t order[EXTEND_MAX_BLOCKS];
     /* memcheck may remember freed blocks of an earlier page in this span */
     if (ma_valgrind) ma_os_vg_mark(first, n * size, MA_VG_UNDEFINED);
-    for (uint32_t i = 0; i < n; i++) {
-        uint8_t *b = first + i * size;
-        if (ma_secure) {
-            uint64_t c = ma_canary_of(b);
-            memcpy(b + size - MA_CANARY_SIZE, &c, sizeof c);
-        }
-        if (fill) ma_fill_free(b, b + size - ma_block_tail(), ma_debug);
-        order[i] = (uint16_t)i;
-    }
+    for (uint32_t i = 0; i < n; i++) order[i] = (uint16_t)i;
     uint64_t bits = 0;
-    for (uint32_t i = n; ma_secure && i > 1; i--) {
+    for (uint32_t i = n; secure && i > 1; i--) {
         if (bits == 0) bits = rng_next(&page->heap->check.rng);
         uint32_t j = (uint32_t)(((bits & 0xFFFF) * i) >> 16);
         bits >>= 16;
@@ -77,13 +81,19 @@ static MA_NOINLINE void extend_checked(ma_page_t *page, uint8_t *first, uint32_t
         order[i - 1] = order[j];
         order[j] = t;
     }
-    ma_block_t *next = NULL;
+    uintptr_t key = ma_key, canary_key = ma_canary_key;  /* not reloaded after each store */
+    uintptr_t next = key;                                 /* encoded NULL */
     for (uint32_t i = n; i-- > 0;) {
-        ma_block_t *b = (ma_block_t *)(first + order[i] * size);
-        b->next = ma_block_encode(next);
-        next = b;
+        uint8_t *b = first + order[i] * size;
+        if (secure) {
+            uint64_t c = ((uintptr_t)b ^ canary_key) | 7;  /* ma_canary_of */
+            memcpy(b + size - MA_CANARY_SIZE, &c, sizeof c);
+        }
+        if (fill) ma_fill_free(b, b + size - tail, ma_debug);
+        ((ma_block_t *)b)->next = next;
+        next = (uintptr_t)b ^ key;                        /* ma_block_encode */
     }
-    page->free = next;
+    page->free = ma_block_decode(next);
 }
 
 /* Carve the next few blocks into a free list in address order. */
