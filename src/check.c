@@ -190,11 +190,15 @@ void *ma_check_alloc(ma_heap_t *heap, size_t size, size_t align, bool zero) {
 
 /* malloc's slow path in checked mode. For MAPALLOC_SECURE alone a small
  * or medium block needs a class with room for its canary, and the lean
- * finish. */
+ * finish. Up to MA_SMALL_MAX it must be the class heap->direct gives the
+ * fast path, which sees sizes rounded up to 16 (heap.c's direct_update):
+ * taking a smaller class here would leave the direct page dry, and every
+ * later malloc of the size would miss the fast path. */
 void *ma_check_malloc(size_t size) {
     ma_heap_t *heap = ma_heap_checked_tls;
     if (MA_LIKELY(ma_secure_only && heap != NULL && size <= MA_MEDIUM_MAX - CANARY_SIZE)) {
-        uint8_t *p = ma_alloc_class(heap, ma_sizeclass_of(size + CANARY_SIZE));
+        size_t need = (size <= MA_SMALL_MAX ? (size + 15) & ~(size_t)15 : size) + CANARY_SIZE;
+        uint8_t *p = ma_alloc_class(heap, ma_sizeclass_of(need));
         return p ? finish_lean(page_of(p), p) : NULL;
     }
     return ma_check_alloc(NULL, size, MA_ALIGN_MIN, false);

@@ -69,6 +69,25 @@ static void test_usable(void)
     p = ma_malloc(1 * MIB);
     CHECK(ma_usable_size(p) >= 1 * MIB);
     ma_free(p);
+    /* One size, one class, whether malloc's fast path or its slow path
+     * (when a page runs dry) hands the block out: in SECURE the slow path
+     * once took a smaller class for 24 bytes, and the fast path's page was
+     * then never refilled. */
+    enum { MANY = 5000 };
+    static void *many[MANY];
+    static const size_t sizes[] = {24, 40, 100, 1000};
+    for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+        size_t first = 0, odd = 0;
+        for (size_t i = 0; i < MANY; i++) {
+            many[i] = ma_malloc(sizes[s]);
+            size_t u = ma_usable_size(many[i]);
+            if (i == 0) first = u;
+            else odd += u != first;
+        }
+        CHECK_EQ_U(odd, 0);
+        for (size_t i = 0; i < MANY; i++)
+            ma_free(many[i]);
+    }
 }
 
 static void test_fills(void)
