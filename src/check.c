@@ -37,9 +37,6 @@
 #define MAX_PAGE_BLOCKS 4096u            /* 64 KiB / 16: the most a page holds */
 #define LIST_LIMIT ((uint64_t)1 << 24)   /* a longer remote_full list is a cycle */
 
-static size_t canary_size(void) { return ma_block_tail(); }
-#define canary_of ma_canary_of
-
 /* First word of a quarantined block: under another secret, so that it
  * decodes to no link of ours. */
 static inline uintptr_t qtag_of(const void *b) { return (uintptr_t)b ^ ma_qtag_key; }
@@ -75,10 +72,10 @@ static inline bool fill_intact_to(const uint8_t *b, const uint8_t *end, bool who
     return (fill_diff(from, from + MA_FILL_HEAD) | fill_diff(to - MA_FILL_EDGE, to)) == 0;
 }
 
-static inline uint8_t *fill_end(uint8_t *b, size_t size) { return b + size - canary_size(); }
+static inline uint8_t *fill_end(uint8_t *b, size_t size) { return b + size - ma_block_tail(); }
 
 static inline bool fill_intact(const uint8_t *b, size_t size, bool whole) {
-    return fill_intact_to(b, b + size - canary_size(), whole);
+    return fill_intact_to(b, b + size - ma_block_tail(), whole);
 }
 
 /* A free block's first word: its quarantine tag, or a link to NULL or to a
@@ -175,7 +172,7 @@ static uint8_t *pop_small(ma_heap_t *heap, size_t size, size_t align) {
 }
 
 void *ma_check_alloc(ma_heap_t *heap, size_t size, size_t align, bool zero) {
-    size_t tail = canary_size();
+    size_t tail = ma_block_tail();
     if (size > MA_MEDIUM_MAX - tail || align > MA_SLICE_SIZE) return alloc_large(heap, size, align, zero);
     if (!heap && (heap = ma_heap_checked_tls) == NULL && (heap = ma_heap_thread_init()) == NULL) {
         errno = ENOMEM;
@@ -253,7 +250,7 @@ static void check_freed(const ma_page_t *page, const uint8_t *p, bool whole) {
 
 /* The block must be live: its canary intact (secure), and not free. */
 static void check_live(const ma_page_t *page, const uint8_t *p) {
-    if (ma_secure && load64(p + page->block_size - CANARY_SIZE) != canary_of(p))
+    if (ma_secure && load64(p + page->block_size - CANARY_SIZE) != ma_canary_of(p))
         ma_diag_fatal_ptr("heap overflow", p, page->sclass);
     check_freed(page, p, false);
 }
@@ -267,7 +264,7 @@ static void check_live(const ma_page_t *page, const uint8_t *p) {
 static MA_NOINLINE void lean_free(ma_page_t *page, uint8_t *p) {
     const uintptr_t qtag = qtag_of(p);
     uint8_t *end = p + page->block_size - CANARY_SIZE;
-    if (MA_UNLIKELY(load64(end) != canary_of(p))) ma_diag_fatal_ptr("heap overflow", p, page->sclass);
+    if (MA_UNLIKELY(load64(end) != ma_canary_of(p))) ma_diag_fatal_ptr("heap overflow", p, page->sclass);
     uintptr_t w = (uintptr_t)load64(p);
     if (MA_UNLIKELY(w == qtag || ma_page_link_plausible(page, w))) check_freed(page, p, false);
     ma_fill_free(p, end, false);
@@ -349,7 +346,7 @@ void ma_check_thread_done(ma_heap_t *heap) {
 
 size_t ma_check_usable(const void *p, const char *what) {
     size_t usable = ma_usable_unchecked(p, what);
-    return ma_segment_small_of(p) ? usable - canary_size() : usable;
+    return ma_segment_small_of(p) ? usable - ma_block_tail() : usable;
 }
 
 void *ma_check_realloc(void *p, size_t size) {
@@ -432,7 +429,7 @@ static void check_heap(walk_t *w, ma_heap_t *heap) {
     for (unsigned cls = 1; cls < MA_CLASS_COUNT; cls++) check_queue(w, heap, &heap->queue[cls], cls);
     check_queue(w, heap, &heap->full, 0);
     for (unsigned i = 0; i < MA_DIRECT_COUNT; i++) {
-        const ma_page_t *first = heap->queue[ma_sizeclass_of((i ? i * 16 : 1) + canary_size())].first;
+        const ma_page_t *first = heap->queue[ma_sizeclass_of((i ? i * 16 : 1) + ma_block_tail())].first;
         if (heap->direct[i] != (first ? first : &ma_page_empty)) problem(w, "stale direct entry in heap", heap);
     }
     uintptr_t link = atomic_load_explicit(&heap->remote_full, memory_order_acquire);
@@ -472,7 +469,7 @@ static bool descriptor_sane(walk_t *w, const ma_page_t *page) {
 
 /* Canary of any block of a page (secure). */
 static void deep_check_canary(walk_t *w, const ma_page_t *page, const uint8_t *b) {
-    if (ma_secure && load64(b + page->block_size - CANARY_SIZE) != canary_of(b)) problem(w, "heap overflow of", b);
+    if (ma_secure && load64(b + page->block_size - CANARY_SIZE) != ma_canary_of(b)) problem(w, "heap overflow of", b);
 }
 
 /* A block on its page's lists: canary, and fill, which in SECURE alone the
@@ -623,7 +620,7 @@ void ma_check_at_exit(void) {
     uint64_t blocks = 0, bytes = 0;
     for (unsigned c = 1; c < MA_CLASS_COUNT; c++) {
         blocks += w.live[c];
-        bytes += w.live[c] * (ma_sizeclass_size(c) - canary_size());
+        bytes += w.live[c] * (ma_sizeclass_size(c) - ma_block_tail());
     }
     for (unsigned i = 0; i < 64; i++) {
         blocks += w.large_count[i];
@@ -638,8 +635,8 @@ void ma_check_at_exit(void) {
     ma_buf_flush(&b);
     for (unsigned c = 1; c < MA_CLASS_COUNT; c++)
         if (w.live[c])
-            leak_line(w.live[c], " blocks of ", ma_sizeclass_size(c) - canary_size(), (int)c,
-                      w.live[c] * (ma_sizeclass_size(c) - canary_size()));
+            leak_line(w.live[c], " blocks of ", ma_sizeclass_size(c) - ma_block_tail(), (int)c,
+                      w.live[c] * (ma_sizeclass_size(c) - ma_block_tail()));
     for (unsigned i = 0; i < 64; i++)
         if (w.large_count[i])
             leak_line(w.large_count[i], " large blocks of up to ", ((uint64_t)2 << i) - 1, 0, w.large_bytes[i]);
