@@ -72,10 +72,11 @@ static inline bool fill_intact_to(const uint8_t *b, const uint8_t *end, bool who
     return (fill_diff(from, from + MA_FILL_HEAD) | fill_diff(to - MA_FILL_EDGE, to)) == 0;
 }
 
-static inline uint8_t *fill_end(uint8_t *b, size_t size) { return b + size - ma_block_tail(); }
+/* Where the fill span of a block of size bytes at b ends: the canary. */
+static inline uint8_t *fill_end(const uint8_t *b, size_t size) { return (uint8_t *)b + size - ma_block_tail(); }
 
 static inline bool fill_intact(const uint8_t *b, size_t size, bool whole) {
-    return fill_intact_to(b, b + size - ma_block_tail(), whole);
+    return fill_intact_to(b, fill_end(b, size), whole);
 }
 
 /* A free block's first word: its quarantine tag, or a link to NULL or to a
@@ -186,16 +187,13 @@ void *ma_check_alloc(ma_heap_t *heap, size_t size, size_t align, bool zero) {
 }
 
 /* malloc's slow path in checked mode. For MAPALLOC_SECURE alone a small
- * or medium block needs a class with room for its canary, and the lean
- * finish. Up to MA_SMALL_MAX it must be the class heap->direct gives the
- * fast path, which sees sizes rounded up to 16 (heap.c's direct_update):
- * taking a smaller class here would leave the direct page dry, and every
- * later malloc of the size would miss the fast path. */
+ * or medium block needs a class with room for its canary (up to
+ * MA_SMALL_MAX the one heap->direct gives), and the lean finish. */
 void *ma_check_malloc(size_t size) {
     ma_heap_t *heap = ma_heap_checked_tls;
     if (MA_LIKELY(ma_secure_only && heap != NULL && size <= MA_MEDIUM_MAX - CANARY_SIZE)) {
-        size_t need = (size <= MA_SMALL_MAX ? (size + 15) & ~(size_t)15 : size) + CANARY_SIZE;
-        uint8_t *p = ma_alloc_class(heap, ma_sizeclass_of(need));
+        unsigned cls = size <= MA_SMALL_MAX ? ma_sizeclass_direct(size) : ma_sizeclass_of(size + CANARY_SIZE);
+        uint8_t *p = ma_alloc_class(heap, cls);
         return p ? finish_lean(page_of(p), p) : NULL;
     }
     return ma_check_alloc(NULL, size, MA_ALIGN_MIN, false);
@@ -241,6 +239,11 @@ static inline bool quarantined(const ma_heap_t *heap, const ma_page_t *page) {
     return heap != NULL && page->quarantined;
 }
 
+/* The canary of the block at p, a block of page (secure), is intact. */
+static inline bool canary_intact(const ma_page_t *page, const uint8_t *p) {
+    return load64(p + page->block_size - CANARY_SIZE) == ma_canary_of(p);
+}
+
 /* A block freed already has its quarantine tag, or a link and its fill
  * (a live block would hold both only by a rare chance). */
 static void check_freed(const ma_page_t *page, const uint8_t *p, bool whole) {
@@ -250,8 +253,7 @@ static void check_freed(const ma_page_t *page, const uint8_t *p, bool whole) {
 
 /* The block must be live: its canary intact (secure), and not free. */
 static void check_live(const ma_page_t *page, const uint8_t *p) {
-    if (ma_secure && load64(p + page->block_size - CANARY_SIZE) != ma_canary_of(p))
-        ma_diag_fatal_ptr("heap overflow", p, page->sclass);
+    if (ma_secure && !canary_intact(page, p)) ma_diag_fatal_ptr("heap overflow", p, page->sclass);
     check_freed(page, p, false);
 }
 
@@ -264,7 +266,7 @@ static void check_live(const ma_page_t *page, const uint8_t *p) {
 static MA_NOINLINE void lean_free(ma_page_t *page, uint8_t *p) {
     const uintptr_t qtag = qtag_of(p);
     uint8_t *end = p + page->block_size - CANARY_SIZE;
-    if (MA_UNLIKELY(load64(end) != ma_canary_of(p))) ma_diag_fatal_ptr("heap overflow", p, page->sclass);
+    if (MA_UNLIKELY(!canary_intact(page, p))) ma_diag_fatal_ptr("heap overflow", p, page->sclass);
     uintptr_t w = (uintptr_t)load64(p);
     if (MA_UNLIKELY(w == qtag || ma_page_link_plausible(page, w))) check_freed(page, p, false);
     ma_fill_free(p, end, false);
@@ -429,7 +431,7 @@ static void check_heap(walk_t *w, ma_heap_t *heap) {
     for (unsigned cls = 1; cls < MA_CLASS_COUNT; cls++) check_queue(w, heap, &heap->queue[cls], cls);
     check_queue(w, heap, &heap->full, 0);
     for (unsigned i = 0; i < MA_DIRECT_COUNT; i++) {
-        const ma_page_t *first = heap->queue[ma_sizeclass_of((i ? i * 16 : 1) + ma_block_tail())].first;
+        const ma_page_t *first = heap->queue[ma_sizeclass_direct(i * 16)].first;
         if (heap->direct[i] != (first ? first : &ma_page_empty)) problem(w, "stale direct entry in heap", heap);
     }
     uintptr_t link = atomic_load_explicit(&heap->remote_full, memory_order_acquire);
@@ -469,7 +471,7 @@ static bool descriptor_sane(walk_t *w, const ma_page_t *page) {
 
 /* Canary of any block of a page (secure). */
 static void deep_check_canary(walk_t *w, const ma_page_t *page, const uint8_t *b) {
-    if (ma_secure && load64(b + page->block_size - CANARY_SIZE) != ma_canary_of(b)) problem(w, "heap overflow of", b);
+    if (ma_secure && !canary_intact(page, b)) problem(w, "heap overflow of", b);
 }
 
 /* A block on its page's lists: canary, and fill, which in SECURE alone the

@@ -374,6 +374,14 @@ static inline uint32_t ma_page_used(const ma_page_t *page) { return page->allocs
  * 0xD (a canary is never the free fill). */
 #define MA_CANARY_SIZE 8u
 static inline size_t ma_block_tail(void) { return ma_secure ? MA_CANARY_SIZE : 0; }
+
+/* The class heap->direct gives the fast path for size (up to
+ * MA_SMALL_MAX): the size rounded up to 16, plus the canary. heap.c's
+ * direct_update maps it so; a slow path serving such a size must take the
+ * same class, or the direct page would run dry and never be refilled. */
+static inline unsigned ma_sizeclass_direct(size_t size) {
+    return ma_sizeclass_of(((size + 15) & ~(size_t)15) + ma_block_tail());
+}
 static inline uint64_t ma_canary_of(const void *b) { return ((uintptr_t)b ^ ma_canary_key) | 7; }
 
 /* What the program may use of a block of the page. */
