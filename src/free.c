@@ -22,8 +22,19 @@ static MA_COLD void check_double_free(ma_page_t *page, ma_block_t *b) {
         ma_diag_fatal_ptr("double free", b, page->sclass);
 }
 
+/* A block whose first word looks like a free block's: searched, then
+ * pushed. Apart, and reached by a tail call, so that the fast path keeps
+ * nothing on the stack across it. */
+static MA_COLD void free_local_suspect(ma_heap_t *heap, ma_page_t *page, ma_block_t *b) {
+    check_double_free(page, b);
+    ma_page_free_push(heap, page, b);
+}
+
 static inline void free_local(ma_heap_t *heap, ma_page_t *page, ma_block_t *b) {
-    if (MA_UNLIKELY(ma_page_link_plausible(page, b->next))) check_double_free(page, b);
+    if (MA_UNLIKELY(ma_page_link_plausible(page, b->next))) {
+        free_local_suspect(heap, page, b);
+        return;
+    }
     ma_page_free_push(heap, page, b);
 }
 
