@@ -96,14 +96,12 @@ static void direct_update(ma_heap_t *heap, unsigned cls) {
 /* An emptied page's span is kept as a spare (up to MA_SPARE_MAX spans,
  * MA_SPARE_SLICES slices) for the heap's next page of any class with the
  * same span length: no lock, no purge and no page faults when a program
- * keeps emptying and refilling pages. The spare's descriptor says "no
- * blocks" (capacity 0), so a stale pointer into it is an invalid free. */
+ * keeps emptying and refilling pages. A spare keeps its blocks carved
+ * (ma_page_retire): a page of the same class takes it back as it was. */
 static void page_release(ma_heap_t *heap, ma_page_t *page) {
     heap->class_allocs[page->sclass] += page->allocs;
     if (heap->spare_count < MA_SPARE_MAX && heap->spare_slices + page->slice_count <= MA_SPARE_SLICES) {
-        __atomic_store_n(&page->capacity, 0, __ATOMIC_RELAXED);
-        page->block_size = 0;
-        page->allocs = page->frees = 0;
+        ma_page_retire(page);
         heap->spare[heap->spare_count++] = page;
         heap->spare_slices += page->slice_count;
         return;
@@ -111,15 +109,20 @@ static void page_release(ma_heap_t *heap, ma_page_t *page) {
     ma_segment_span_free(page);
 }
 
-static ma_page_t *spare_take(ma_heap_t *heap, unsigned slices) {
+/* A spare span of this length, preferably one that held class cls. */
+static ma_page_t *spare_take(ma_heap_t *heap, unsigned slices, unsigned cls) {
+    uint32_t found = UINT32_MAX;
     for (uint32_t i = heap->spare_count; i-- > 0;) {
         ma_page_t *page = heap->spare[i];
         if (page->slice_count != slices) continue;
-        heap->spare[i] = heap->spare[--heap->spare_count];
-        heap->spare_slices -= slices;
-        return page;
+        found = i;
+        if (page->sclass == cls) break;
     }
-    return NULL;
+    if (found == UINT32_MAX) return NULL;
+    ma_page_t *page = heap->spare[found];
+    heap->spare[found] = heap->spare[--heap->spare_count];
+    heap->spare_slices -= slices;
+    return page;
 }
 
 /* Spares back to their segments (thread exit, trim). */
@@ -134,7 +137,11 @@ static void spare_flush(ma_heap_t *heap) {
 static ma_page_t *page_new(ma_heap_t *heap, unsigned cls) {
     bool zero;
     unsigned slices = ma_sizeclass_slices(cls);
-    ma_page_t *page = spare_take(heap, slices);
+    ma_page_t *page = spare_take(heap, slices, cls);
+    if (page && page->sclass == cls) {
+        ma_page_revive(page);
+        return page;
+    }
     if (!page) {
         ma_heap_t *owner = atomic_load_explicit(&heap->kind, memory_order_relaxed) == MA_HEAP_USER ? heap : NULL;
         page = ma_segment_span_alloc(slices, &zero, owner);
@@ -173,7 +180,7 @@ ma_page_t *ma_heap_find_page(ma_heap_t *heap, unsigned cls) {
             direct_update(heap, cls);
             return NULL;
         }
-        ma_page_extend(page);
+        if (!page->free) ma_page_extend(page);
         queue_push_front(q, page);
     } else if (page != q->first) {
         queue_remove(q, page);

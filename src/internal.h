@@ -109,7 +109,9 @@ typedef struct ma_page_s {
     _Atomic uintptr_t thread_free __attribute__((aligned(64)));
                              /* remote frees: encoded list | MA_TF_NOTIFY */
     struct ma_page_s *next, *prev;  /* owner: in its queue or full list */
-    uint64_t pad[5];
+    uint16_t kept_capacity;  /* a heap's spare span: blocks still carved (heap.c) */
+    uint16_t pad16[3];
+    uint64_t pad[4];
 } ma_page_t;
 _Static_assert(sizeof(ma_page_t) == 128, "page descriptors are indexed by shifting");
 _Static_assert(offsetof(ma_page_t, thread_free) == 64, "remote writes stay off the owner's line");
@@ -356,6 +358,8 @@ static inline ma_page_t *ma_segment_page_of(ma_segment_t *seg, const void *p) {
 
 /* ---- page.c: blocks of one class in one span ---------------------------- */
 MA_HIDDEN void ma_page_setup(ma_page_t *page, ma_heap_t *heap, unsigned cls);
+MA_HIDDEN void ma_page_retire(ma_page_t *page);
+MA_HIDDEN void ma_page_revive(ma_page_t *page);
 MA_HIDDEN void ma_page_extend(ma_page_t *page);
 MA_HIDDEN void ma_page_collect(ma_page_t *page);
 MA_HIDDEN bool ma_page_park(ma_page_t *page);
