@@ -68,8 +68,13 @@ static inline uint64_t fill_diff(const uint8_t *from, const uint8_t *to) {
  * and `whole`). */
 static inline bool fill_intact_to(const uint8_t *b, const uint8_t *end, bool whole) {
     const uint8_t *from = b + MA_LINK_SIZE, *to = end;
-    if (whole || (size_t)(to - from) <= MA_FILL_WHOLE_MAX) return fill_diff(from, to) == 0;
-    return (fill_diff(from, from + MA_FILL_HEAD) | fill_diff(to - MA_FILL_EDGE, to)) == 0;
+    if (whole || to - from < MA_FILL_EDGE) return fill_diff(from, to) == 0;
+    const ma_v16_t fill = {FILL64, FILL64};
+    ma_v16_t head, edge;
+    memcpy(&head, from, sizeof head);
+    memcpy(&edge, to - MA_FILL_EDGE, sizeof edge);
+    ma_v16_t diff = (head ^ fill) | (edge ^ fill);
+    return (diff[0] | diff[1]) == 0;
 }
 
 /* Where the fill span of a block of size bytes at b ends: the canary. */
@@ -207,22 +212,27 @@ static inline void release(ma_heap_t *heap, ma_page_t *page, ma_block_t *b) {
     else ma_free_remote(page, b);
 }
 
-/* A block leaves the quarantine: its tag must be intact, and in SECURE
- * alone its fill too (the other modes check the fill in malloc, and under
- * valgrind the fill is no-access), else something wrote to it after it
- * was freed. Then it goes to its page's lists. */
-static inline void unquarantine(ma_heap_t *heap, ma_page_t *page, uint8_t *b) {
+/* A block leaves the quarantine: its tag must be intact, and with
+ * check_fill (SECURE alone) its fill too (the other modes check the fill
+ * in malloc, and under valgrind the fill is no-access), else something
+ * wrote to it after it was freed. Then it goes to its page's lists. */
+static inline void unquarantine(ma_heap_t *heap, ma_page_t *page, uint8_t *b, bool check_fill) {
     if (MA_UNLIKELY((uintptr_t)load64(b) != qtag_of(b) ||
-                    (ma_secure_only && !fill_intact_to(b, b + page->block_size - CANARY_SIZE, false))))
+                    (check_fill && !fill_intact_to(b, b + page->block_size - CANARY_SIZE, false))))
         ma_diag_fatal_ptr("write after free", b, page->sclass);
     release(heap, page, (ma_block_t *)b);
+}
+
+/* SECURE alone's: out of line, so that lean_free needs no saved registers. */
+static MA_NOINLINE void lean_unquarantine(ma_heap_t *heap, ma_page_t *page, uint8_t *b) {
+    unquarantine(heap, page, b, true);
 }
 
 /* The quarantine is a ring of the last MA_QUARANTINE_SLOTS blocks the
  * thread freed: each free takes a slot and releases the block freed that
  * many frees before. Blocks above MA_QUARANTINE_BLOCK_MAX skip it, which
  * bounds what it holds to 1 MiB. */
-static inline void quarantine(ma_heap_t *heap, ma_page_t *page, uint8_t *b) {
+static inline void quarantine(ma_heap_t *heap, ma_page_t *page, uint8_t *b, bool lean) {
     ma_check_heap_t *q = &heap->check;
     uint32_t i = q->q_next;
     uint8_t *old = q->q_ring[i].block;
@@ -230,7 +240,9 @@ static inline void quarantine(ma_heap_t *heap, ma_page_t *page, uint8_t *b) {
     q->q_ring[i].block = b;
     q->q_ring[i].page = page;
     q->q_next = (i + 1) % MA_QUARANTINE_SLOTS;
-    if (old) unquarantine(heap, old_page, old);
+    if (!old) return;
+    if (lean) lean_unquarantine(heap, old_page, old);
+    else unquarantine(heap, old_page, old, ma_secure_only);
 }
 
 /* Whether a block of page freed by the thread of heap (NULL: the thread
@@ -257,23 +269,36 @@ static void check_live(const ma_page_t *page, const uint8_t *p) {
     check_freed(page, p, false);
 }
 
-/* Secure (lean) free of a block of a page: check_live's checks, then
- * fill, tag, quarantine. The full double-free check runs only when the
- * first word is the tag or a link into the page, which misses a block on
- * a heap's remote_full list (its link leads to another page). The tag is
- * computed before the stores, which the compiler must assume may change
- * the secret. */
-static MA_NOINLINE void lean_free(ma_page_t *page, uint8_t *p) {
-    const uintptr_t qtag = qtag_of(p);
-    uint8_t *end = p + page->block_size - CANARY_SIZE;
-    if (MA_UNLIKELY(!canary_intact(page, p))) ma_diag_fatal_ptr("heap overflow", p, page->sclass);
-    uintptr_t w = (uintptr_t)load64(p);
-    if (MA_UNLIKELY(w == qtag || ma_page_link_plausible(page, w))) check_freed(page, p, false);
-    ma_fill_free(p, end, false);
+/* Secure (lean) free of a block of a page, after its checks: fill, tag,
+ * quarantine. The tag is computed before the stores, which the compiler
+ * must assume may change the secret. */
+static inline void lean_finish(ma_page_t *page, uint8_t *p, uintptr_t qtag) {
+    ma_fill_free(p, p + page->block_size - CANARY_SIZE, false);
     store64(p, qtag);
     ma_heap_t *heap = ma_heap_checked_tls;
-    if (MA_LIKELY(quarantined(heap, page))) quarantine(heap, page, p);
+    if (MA_LIKELY(quarantined(heap, page))) quarantine(heap, page, p, true);
     else release(heap, page, (ma_block_t *)p);
+}
+
+/* A block whose canary is broken or whose first word looks free. */
+static MA_COLD void lean_free_suspect(ma_page_t *page, uint8_t *p) {
+    check_live(page, p);
+    lean_finish(page, p, qtag_of(p));
+}
+
+/* Secure (lean) free: check_live's checks, then lean_finish. The full
+ * double-free check runs only when the first word is the tag or a link
+ * into the page, which misses a block on a heap's remote_full list (its
+ * link leads to another page). Whatever may fail or call further is a
+ * tail call, so that this path saves no registers. */
+static MA_NOINLINE void lean_free(ma_page_t *page, uint8_t *p) {
+    const uintptr_t qtag = qtag_of(p);
+    uintptr_t w = (uintptr_t)load64(p);
+    if (MA_UNLIKELY(!canary_intact(page, p) || w == qtag || ma_page_link_plausible(page, w))) {
+        lean_free_suspect(page, p);
+        return;
+    }
+    lean_finish(page, p, qtag);
 }
 
 void ma_check_free_block(ma_page_t *page, void *block) {
@@ -292,7 +317,7 @@ void ma_check_free_block(ma_page_t *page, void *block) {
     store64(p, qtag_of(p));
     if (ma_valgrind) ma_os_vg_mark(p + MA_LINK_SIZE, size - MA_LINK_SIZE, MA_VG_NOACCESS);
     ma_heap_t *heap = ma_heap_checked_tls;
-    if (ma_secure && quarantined(heap, page)) quarantine(heap, page, p);
+    if (ma_secure && quarantined(heap, page)) quarantine(heap, page, p, false);
     else release(heap, page, (ma_block_t *)p);
 }
 
@@ -340,7 +365,7 @@ void ma_check_thread_done(ma_heap_t *heap) {
     for (uint32_t i = 0; i < MA_QUARANTINE_SLOTS; i++) {
         uint8_t *b = q->q_ring[i].block;
         q->q_ring[i].block = NULL;
-        if (b) unquarantine(heap, q->q_ring[i].page, b);
+        if (b) unquarantine(heap, q->q_ring[i].page, b, ma_secure_only);
     }
 }
 

@@ -393,16 +393,14 @@ static inline size_t ma_page_usable(const ma_page_t *page) { return page->block_
 
 /* Checked mode: a freed block holds MA_FREE_FILL in its fill span, from
  * byte 8 (its first word is a link or a quarantine tag) to the canary or
- * the end: all of the span with `whole` (MAPALLOC_DEBUG) or when it is at
- * most MA_FILL_WHOLE_MAX bytes, else its first MA_FILL_HEAD bytes and its
- * last MA_FILL_EDGE. check.c fills what is freed and checks the fill before
+ * the end: all of the span with `whole` (MAPALLOC_DEBUG), else its first
+ * and its last MA_FILL_EDGE bytes, which is all of a span of up to
+ * 2 * MA_FILL_EDGE. check.c fills what is freed and checks the fill before
  * the block is handed out again (SECURE alone: when it leaves the
  * quarantine; the other modes: in malloc, and page.c fills what it carves
- * for them). Three 16-byte stores at most in SECURE: this runs on every
+ * for them). Two 16-byte stores at most in SECURE: this runs on every
  * free. */
 #define MA_FREE_FILL 0xDD
-#define MA_FILL_WHOLE_MAX 40u
-#define MA_FILL_HEAD 24u
 #define MA_FILL_EDGE 16u
 #define MA_LINK_SIZE sizeof(ma_block_t)
 typedef uint64_t ma_v16_t __attribute__((vector_size(16), may_alias));
@@ -423,12 +421,13 @@ static inline void ma_fill_range(uint8_t *from, uint8_t *to) {
 /* The fill span of the block at b: [b + 8, end). */
 static inline void ma_fill_free(uint8_t *b, uint8_t *end, bool whole) {
     uint8_t *from = b + MA_LINK_SIZE, *to = end;
-    if (whole || (size_t)(to - from) <= MA_FILL_WHOLE_MAX) {
+    if (whole || to - from < MA_FILL_EDGE) {
         ma_fill_range(from, to);
         return;
     }
-    ma_fill_range(from, from + MA_FILL_HEAD);
-    ma_fill_range(to - MA_FILL_EDGE, to);
+    const ma_v16_t v = {MA_FILL64, MA_FILL64};
+    memcpy(from, &v, sizeof v);
+    memcpy(to - MA_FILL_EDGE, &v, sizeof v);
 }
 
 /* Index of the block at p, or UINT32_MAX if p is not the start of a carved

@@ -220,7 +220,7 @@ static void write_after_free(void)
 }
 
 /* A write in the middle of a freed 1000-byte block: MAPALLOC_DEBUG fills
- * and checks the whole block; SECURE only its first 32 and last 16 bytes. */
+ * and checks the whole block; SECURE only its first 24 and last 16 bytes. */
 static void write_after_free_deep(void)
 {
     char *p = malloc_fn(1000);
