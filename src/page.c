@@ -89,8 +89,8 @@ static uint64_t rng_next(uint64_t *state) {
 }
 
 /* Checked mode: with MAPALLOC_SECURE each carved block gets its canary,
- * for good (internal.h), and their list is shuffled (Fisher-Yates, 16
- * random bits per swap: an extension has at most 256 blocks), so that
+ * for good (internal.h), and their list is shuffled (Fisher-Yates, inside
+ * out, 16 random bits per step: an extension has at most 256 blocks), so that
  * neighbours in memory are not handed out in turn. Blocks whose fill
  * malloc checks get it here: all but those of SECURE alone that will wait
  * in a quarantine (checked when they leave it, check.c). */
@@ -101,15 +101,19 @@ static MA_NOINLINE void extend_checked(ma_page_t *page, uint8_t *first, uint32_t
     uint16_t order[EXTEND_MAX_BLOCKS];
     /* memcheck may remember freed blocks of an earlier page in this span */
     if (ma_valgrind) ma_os_vg_mark(first, n * size, MA_VG_UNDEFINED);
-    for (uint32_t i = 0; i < n; i++) order[i] = (uint16_t)i;
-    uint64_t bits = 0;
-    for (uint32_t i = n; secure && i > 1; i--) {
-        if (bits == 0) bits = rng_next(&page->heap->check.rng);
-        uint32_t j = (uint32_t)(((bits & 0xFFFF) * i) >> 16);
-        bits >>= 16;
-        uint16_t t = order[i - 1];
-        order[i - 1] = order[j];
-        order[j] = t;
+    if (secure) {
+        /* inside out: the shuffle fills order[] as it goes */
+        uint64_t bits = 0;
+        order[0] = 0;
+        for (uint32_t i = 1; i < n; i++) {
+            if (bits == 0) bits = rng_next(&page->heap->check.rng);
+            uint32_t j = (uint32_t)(((bits & 0xFFFF) * (i + 1)) >> 16);  /* 0..i */
+            bits >>= 16;
+            order[i] = order[j];
+            order[j] = (uint16_t)i;
+        }
+    } else {
+        for (uint32_t i = 0; i < n; i++) order[i] = (uint16_t)i;
     }
     uintptr_t key = ma_key, canary_key = ma_canary_key;  /* not reloaded after each store */
     uintptr_t next = key;                                 /* encoded NULL */
