@@ -82,11 +82,14 @@ static void queue_push_back(ma_pageq_t *q, ma_page_t *page) {
 
 /* Point the direct entries of class cls at the queue's first page: the
  * sizes its blocks hold that the class below does not, less the canary
- * with MAPALLOC_SECURE. */
+ * with MAPALLOC_SECURE, where the classes below MA_SECURE_BLOCK_MIN hold
+ * none (ma_sizeclass_direct). */
 static void direct_update(ma_heap_t *heap, unsigned cls) {
-    size_t tail = ma_block_tail();
-    size_t lo = cls == 1 ? 0 : ((ma_sizeclass_size(cls - 1) - tail) >> 4) + 1;
-    size_t hi = (ma_sizeclass_size(cls) - tail) >> 4;
+    size_t tail = ma_block_tail(), min = ma_secure ? MA_SECURE_BLOCK_MIN : 0;
+    size_t size = ma_sizeclass_size(cls), below = cls == 1 ? 0 : ma_sizeclass_size(cls - 1);
+    if (size < min) return;
+    size_t lo = cls == 1 || below < min ? 0 : ((below - tail) >> 4) + 1;
+    size_t hi = (size - tail) >> 4;
     if (lo >= MA_DIRECT_COUNT) return;
     if (hi >= MA_DIRECT_COUNT) hi = MA_DIRECT_COUNT - 1;
     ma_page_t *page = heap->queue[cls].first ? heap->queue[cls].first : &ma_page_empty;

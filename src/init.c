@@ -11,7 +11,7 @@
 
 enum { INIT_NONE, INIT_RUNNING, INIT_READY };
 
-uintptr_t ma_key, ma_canary_key, ma_qtag_key;
+uintptr_t ma_key, ma_canary_key;
 pthread_key_t ma_thread_key;
 static _Atomic int init_state;
 
@@ -38,10 +38,9 @@ static MA_COLD void process_init_slow(void) {
     ma_options_init();
     ma_sizeclass_init();
     ma_key = ma_os_random();
-    /* Two more secrets, under multipliers that make them unrelated to the
+    /* One more secret, under a multiplier that makes it unrelated to the
      * key by anything simpler than knowing it. */
     ma_canary_key = ma_key * 0x9E3779B97F4A7C15ull;
-    ma_qtag_key = ma_key * 0xD6E8FEB86659FD93ull;
     if (pthread_key_create(&ma_thread_key, thread_done) != 0)
         ma_diag_fatal("cannot create the thread key");
     atomic_store_explicit(&init_state, INIT_READY, memory_order_release);

@@ -199,8 +199,7 @@ typedef enum {
 
 /* ---- Globals ------------------------------------------------------------ */
 extern uintptr_t ma_key MA_HIDDEN;                 /* free-list secret */
-extern uintptr_t ma_canary_key MA_HIDDEN;          /* checked mode's: canaries, ... */
-extern uintptr_t ma_qtag_key MA_HIDDEN;            /* ... quarantine tags (check.c) */
+extern uintptr_t ma_canary_key MA_HIDDEN;          /* MAPALLOC_SECURE's canaries */
 extern _Atomic uint8_t ma_segmap[] MA_HIDDEN;      /* see ma_segment_of */
 extern ma_page_t ma_page_empty MA_HIDDEN;          /* a page with no blocks */
 extern ma_heap_t ma_heap_empty MA_HIDDEN;          /* heap of a new thread */
@@ -379,12 +378,26 @@ static inline uint32_t ma_page_used(const ma_page_t *page) { return page->allocs
 #define MA_CANARY_SIZE 8u
 static inline size_t ma_block_tail(void) { return ma_secure ? MA_CANARY_SIZE : 0; }
 
+/* MAPALLOC_SECURE's blocks are never smaller than this: a link, 16 bytes
+ * of fill and the canary. check.c's lean free then fills and checks both
+ * edges without testing the size (only malloc(0) and tiny aligned
+ * requests would take the 16-byte class, and pay 16 bytes more). */
+#define MA_SECURE_BLOCK_MIN 32u
+
+/* Bytes of block that a request of size bytes takes: with its canary, and
+ * at least MA_SECURE_BLOCK_MIN with MAPALLOC_SECURE. */
+static inline size_t ma_block_need(size_t size) {
+    if (!ma_secure) return size;
+    size += MA_CANARY_SIZE;
+    return size < MA_SECURE_BLOCK_MIN ? MA_SECURE_BLOCK_MIN : size;
+}
+
 /* The class heap->direct gives the fast path for size (up to
- * MA_SMALL_MAX): the size rounded up to 16, plus the canary. heap.c's
+ * MA_SMALL_MAX): the size rounded up to 16, then ma_block_need. heap.c's
  * direct_update maps it so; a slow path serving such a size must take the
  * same class, or the direct page would run dry and never be refilled. */
 static inline unsigned ma_sizeclass_direct(size_t size) {
-    return ma_sizeclass_of(((size + 15) & ~(size_t)15) + ma_block_tail());
+    return ma_sizeclass_of(ma_block_need((size + 15) & ~(size_t)15));
 }
 static inline uint64_t ma_canary_of(const void *b) { return ((uintptr_t)b ^ ma_canary_key) | 7; }
 
