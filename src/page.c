@@ -117,6 +117,17 @@ static MA_NOINLINE void extend_checked(ma_page_t *page, uint8_t *first, uint32_t
     }
     uintptr_t key = ma_key, canary_key = ma_canary_key;  /* not reloaded after each store */
     uintptr_t next = key;                                 /* encoded NULL */
+    if (secure && !fill) {  /* SECURE alone's quarantined pages: no test per block */
+        for (uint32_t i = n; i-- > 0;) {
+            uint8_t *b = first + order[i] * size;
+            uint64_t c = ((uintptr_t)b ^ canary_key) | 7;  /* ma_canary_of */
+            memcpy(b + size - MA_CANARY_SIZE, &c, sizeof c);
+            ((ma_block_t *)b)->next = next;
+            next = (uintptr_t)b ^ key;                    /* ma_block_encode */
+        }
+        page->free = ma_block_decode(next);
+        return;
+    }
     for (uint32_t i = n; i-- > 0;) {
         uint8_t *b = first + order[i] * size;
         if (secure) {
