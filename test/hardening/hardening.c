@@ -170,6 +170,35 @@ static void test_shuffle(void)
         ma_free(b[i]);
 }
 
+/* MAPALLOC_SECURE holds a freed block back for the thread's next 64
+ * frees: with no free in between, no malloc hands it out again, however
+ * many pages of its class run dry meanwhile. Without the quarantine it
+ * would wait only until its page's free list ran dry: its page is full,
+ * so within one page's worth of mallocs. */
+static void test_quarantine(void)
+{
+    puts("-- quarantine");
+    enum { N = 3000, SIZE = 100 };
+    static void *v[N], *w[N];
+    for (int i = 0; i < N; i++)
+        v[i] = ma_malloc(SIZE);
+    void *x = v[N / 2];
+    ma_free(x);
+    int back = 0;
+    for (int i = 0; i < N; i++) {
+        w[i] = ma_malloc(SIZE);
+        back += w[i] == x;
+    }
+    printf("freed block handed out again %d time(s) in %d mallocs\n", back, N);
+    if (secure)
+        CHECK_EQ_U(back, 0);
+    for (int i = 0; i < N; i++) {
+        if (i != N / 2)
+            ma_free(v[i]);
+        ma_free(w[i]);
+    }
+}
+
 static void *free_all(void *arg)
 {
     void **v = arg;
@@ -314,6 +343,7 @@ int main(int argc, char **argv)
     test_tiny();
     test_fills();
     test_shuffle();
+    test_quarantine();
     test_check_clean();
     test_check_finds();
     if (!secure && !debug)
