@@ -102,9 +102,7 @@ static inline bool fill_intact_to(const uint8_t *b, const uint8_t *end, bool who
  * canary, without testing the size on the way. */
 static inline void lean_fill(uint8_t *b, size_t size) {
     MA_ASSERT(size >= MA_SECURE_BLOCK_MIN);
-    const ma_v16_t fill = {FILL64, FILL64};
-    memcpy(b + MA_LINK_SIZE, &fill, sizeof fill);
-    memcpy(b + size - CANARY_SIZE - MA_FILL_EDGE, &fill, sizeof fill);
+    ma_fill_edges(b + MA_LINK_SIZE, b + size - CANARY_SIZE);
 }
 
 static inline bool lean_fill_intact(const uint8_t *b, size_t size) {
@@ -231,7 +229,7 @@ void *ma_check_alloc(ma_heap_t *heap, size_t size, size_t align, bool zero) {
 void *ma_check_malloc(size_t size) {
     ma_heap_t *heap = ma_heap_checked_tls;
     if (MA_LIKELY(ma_secure_only && heap != NULL && size <= MA_MEDIUM_MAX - CANARY_SIZE)) {
-        unsigned cls = size <= MA_SMALL_MAX ? ma_sizeclass_direct(size) : ma_sizeclass_of(size + CANARY_SIZE);
+        unsigned cls = size <= MA_SMALL_MAX ? ma_sizeclass_direct(size) : ma_sizeclass_of(ma_block_need(size));
         uint8_t *p = ma_alloc_class(heap, cls);
         return p ? finish_lean(page_of(p), p) : NULL;
     }

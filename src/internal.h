@@ -432,15 +432,20 @@ static inline void ma_fill_range(uint8_t *from, uint8_t *to) {
 }
 
 /* The fill span of the block at b: [b + 8, end). */
+/* The first and the last MA_FILL_EDGE bytes of [from, to), at least that long. */
+static inline void ma_fill_edges(uint8_t *from, uint8_t *to) {
+    const ma_v16_t v = {MA_FILL64, MA_FILL64};
+    memcpy(from, &v, sizeof v);
+    memcpy(to - MA_FILL_EDGE, &v, sizeof v);
+}
+
 static inline void ma_fill_free(uint8_t *b, uint8_t *end, bool whole) {
     uint8_t *from = b + MA_LINK_SIZE, *to = end;
     if (whole || to - from < MA_FILL_EDGE) {
         ma_fill_range(from, to);
         return;
     }
-    const ma_v16_t v = {MA_FILL64, MA_FILL64};
-    memcpy(from, &v, sizeof v);
-    memcpy(to - MA_FILL_EDGE, &v, sizeof v);
+    ma_fill_edges(from, to);
 }
 
 /* Index of the block at p, or UINT32_MAX if p is not the start of a carved

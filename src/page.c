@@ -88,6 +88,27 @@ static uint64_t rng_next(uint64_t *state) {
     return x * 0x2545F4914F6CDD1Dull;
 }
 
+/* Links the n blocks from first into page->free in the order of order[],
+ * with each block's canary, and its free fill where fill says so. */
+static inline __attribute__((always_inline)) void link_carved(ma_page_t *page, uint8_t *first,
+                                                              const uint16_t *order, uint32_t n,
+                                                              bool canary, bool fill) {
+    size_t size = page->block_size, tail = canary ? MA_CANARY_SIZE : 0;
+    uintptr_t key = ma_key, canary_key = ma_canary_key;  /* not reloaded after each store */
+    uintptr_t next = key;                                 /* encoded NULL */
+    for (uint32_t i = n; i-- > 0;) {
+        uint8_t *b = first + order[i] * size;
+        if (canary) {
+            uint64_t c = ((uintptr_t)b ^ canary_key) | 7;  /* ma_canary_of */
+            memcpy(b + size - MA_CANARY_SIZE, &c, sizeof c);
+        }
+        if (fill) ma_fill_free(b, b + size - tail, ma_debug);
+        ((ma_block_t *)b)->next = next;
+        next = (uintptr_t)b ^ key;                        /* ma_block_encode */
+    }
+    page->free = ma_block_decode(next);
+}
+
 /* Checked mode: with MAPALLOC_SECURE each carved block gets its canary,
  * for good (internal.h), and their list is shuffled (Fisher-Yates, inside
  * out, 16 random bits per step: an extension has at most 256 blocks), so that
@@ -97,7 +118,6 @@ static uint64_t rng_next(uint64_t *state) {
 static MA_NOINLINE void extend_checked(ma_page_t *page, uint8_t *first, uint32_t n) {
     size_t size = page->block_size;
     bool secure = ma_secure, fill = !ma_secure_only || !page->quarantined;
-    size_t tail = secure ? MA_CANARY_SIZE : 0;
     uint16_t order[EXTEND_MAX_BLOCKS];
     /* memcheck may remember freed blocks of an earlier page in this span */
     if (ma_valgrind) ma_os_vg_mark(first, n * size, MA_VG_UNDEFINED);
@@ -115,30 +135,10 @@ static MA_NOINLINE void extend_checked(ma_page_t *page, uint8_t *first, uint32_t
     } else {
         for (uint32_t i = 0; i < n; i++) order[i] = (uint16_t)i;
     }
-    uintptr_t key = ma_key, canary_key = ma_canary_key;  /* not reloaded after each store */
-    uintptr_t next = key;                                 /* encoded NULL */
-    if (secure && !fill) {  /* SECURE alone's quarantined pages: no test per block */
-        for (uint32_t i = n; i-- > 0;) {
-            uint8_t *b = first + order[i] * size;
-            uint64_t c = ((uintptr_t)b ^ canary_key) | 7;  /* ma_canary_of */
-            memcpy(b + size - MA_CANARY_SIZE, &c, sizeof c);
-            ((ma_block_t *)b)->next = next;
-            next = (uintptr_t)b ^ key;                    /* ma_block_encode */
-        }
-        page->free = ma_block_decode(next);
-        return;
-    }
-    for (uint32_t i = n; i-- > 0;) {
-        uint8_t *b = first + order[i] * size;
-        if (secure) {
-            uint64_t c = ((uintptr_t)b ^ canary_key) | 7;  /* ma_canary_of */
-            memcpy(b + size - MA_CANARY_SIZE, &c, sizeof c);
-        }
-        if (fill) ma_fill_free(b, b + size - tail, ma_debug);
-        ((ma_block_t *)b)->next = next;
-        next = (uintptr_t)b ^ key;                        /* ma_block_encode */
-    }
-    page->free = ma_block_decode(next);
+    /* with the modes as constants, so that SECURE alone's quarantined
+     * pages (canary, no fill) get a loop without a test per block */
+    if (secure && !fill) link_carved(page, first, order, n, true, false);
+    else link_carved(page, first, order, n, secure, fill);
 }
 
 /* Carve the next few blocks into a free list in address order. */
