@@ -1,10 +1,11 @@
 /* alloc.c - malloc and its relatives.
  *
- * The fast path (ma_malloc, sizes up to 1 KiB): the thread's heap, the page
- * for the size from heap->direct, pop the first block of its free list.
- * No lock, no atomic, no size-class computation. Everything else - a
- * thread's first call, a page running dry, medium and large sizes,
- * alignment - goes through ma_alloc_slow and friends; in checked mode
+ * The fast path (ma_malloc): the thread's heap, the page for the size -
+ * from heap->direct up to 1 KiB, with no size-class computation; the first
+ * page of the class's queue for medium sizes (up to 256 KiB) - and pop
+ * the first block of its free list. No lock, no atomic. Everything else -
+ * a thread's first call, a page running dry, large sizes, alignment -
+ * goes through ma_alloc_slow and friends; in checked mode
  * they hand it to check.c (ma_check_malloc, ma_check_alloc). For
  * MAPALLOC_SECURE alone the fast path serves too: heap->direct then maps
  * each size to a class with room for the block's canary (heap.c).
@@ -19,10 +20,18 @@ void ma_page_corrupted_link(ma_page_t *page, ma_block_t *b) {
 
 void *ma_malloc(size_t size) {
     ma_heap_t *heap = ma_heap_tls;
+    ma_page_t *page;
     if (MA_LIKELY(size <= MA_SMALL_MAX)) {
-        ma_page_t *page = heap->direct[(size + 15) >> 4];
-        if (MA_LIKELY(page->free != NULL)) return ma_page_pop(page);
+        page = heap->direct[(size + 15) >> 4];
+    } else if (size <= MA_MEDIUM_MAX && MA_LIKELY(!ma_secure)) {
+        /* medium sizes: the first page of the class's queue (MAPALLOC_SECURE
+         * needs a class with room for the canary: the slow path) */
+        page = heap->queue[ma_sizeclass_of(size)].first;
+        if (MA_UNLIKELY(page == NULL)) return ma_alloc_slow(heap, size);
+    } else {
+        return ma_alloc_slow(heap, size);
     }
+    if (MA_LIKELY(page->free != NULL)) return ma_page_pop(page);
     return ma_alloc_slow(heap, size);
 }
 

@@ -328,7 +328,7 @@ static MA_COLD void lean_free_suspect(ma_page_t *page, uint8_t *p) {
 static inline void lean_free(ma_page_t *page, uint8_t *p) {
     const uintptr_t tag = qtag();
     uintptr_t w = (uintptr_t)load64(p);
-    if (MA_UNLIKELY(!canary_intact(page, p) || ma_page_link_plausible(page, w))) {
+    if (MA_UNLIKELY(!canary_intact(page, p) || ma_page_link_plausible(p, w))) {
         lean_free_suspect(page, p);
         return;
     }
@@ -476,7 +476,8 @@ static void check_queue(walk_t *w, ma_heap_t *heap, const ma_pageq_t *q, unsigne
     for (const ma_page_t *page = q->first; page; prev = page, page = page->next) {
         bool full = q == &heap->full;
         if (page->prev != prev || page->heap != heap || ++n > LIST_LIMIT ||
-            (!full && page->sclass != cls) || page->in_full != full) {
+            (!full && page->sclass != cls) || page->in_full != full ||
+            page->pinned != (!full && page == q->first && page->slice_count <= MA_PIN_SLICES)) {
             problem(w, "page queue broken at page descriptor", page);
             return;
         }
@@ -528,7 +529,8 @@ static bool descriptor_sane(walk_t *w, const ma_page_t *page) {
               page->reserved == ((size_t)page->slice_count << MA_SLICE_SHIFT) / size &&
               page->reserved <= MAX_PAGE_BLOCKS && page->capacity <= page->reserved &&
               page->recip == (((uint64_t)1 << MA_RECIP_SHIFT) + size - 1) / size;
-    for (unsigned i = 1; ok && i < page->slice_count; i++) ok = page[i].slice_offset == i;
+    for (unsigned i = 0; ok && i < page->slice_count; i++) ok = seg->slice_first[idx + i] == idx;
+    ok = ok && page->carved == (uint32_t)page->capacity * page->block_size;
     if (!ok) problem(w, "corrupted page descriptor", page);
     return ok;
 }

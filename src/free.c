@@ -31,7 +31,7 @@ static MA_COLD void free_local_suspect(ma_heap_t *heap, ma_page_t *page, ma_bloc
 }
 
 static inline void free_local(ma_heap_t *heap, ma_page_t *page, ma_block_t *b) {
-    if (MA_UNLIKELY(ma_page_link_plausible(page, b->next))) {
+    if (MA_UNLIKELY(ma_page_link_plausible(b, b->next))) {
         free_local_suspect(heap, page, b);
         return;
     }
@@ -45,15 +45,25 @@ static inline void free_other(ma_page_t *page, void *p) {
     else ma_free_remote(page, p);
 }
 
+static MA_COLD void free_invalid(ma_page_t *page, void *p) {
+    ma_diag_fatal_ptr("invalid free", p, page->block_size ? page->sclass : 0);
+}
+
+/* The byte map's entry says whether p lies in a segment (one compare also
+ * keeps the index in the map); the segment's slice table gives the page;
+ * p must be the start of a carved block (ma_page_block_index, inline). */
 void ma_free(void *p) {
-    ma_segment_t *seg = ma_segment_small_of(p);
-    if (MA_UNLIKELY(seg == NULL)) {
+    uintptr_t a = (uintptr_t)p, idx = a >> MA_SEGMENT_SHIFT;
+    if (MA_UNLIKELY(idx >= MA_SEGMAP_ENTRIES ||
+                    atomic_load_explicit(&ma_segmap[idx], memory_order_relaxed) != MA_MAP_SEGMENT)) {
         ma_free_slow(p);
         return;
     }
-    ma_page_t *page = ma_segment_page_of(seg, p);
-    if (MA_UNLIKELY(ma_page_block_index(page, p) == UINT32_MAX))
-        ma_diag_fatal_ptr("invalid free", p, page->block_size ? page->sclass : 0);
+    ma_page_t *page = ma_segment_page_of((ma_segment_t *)(a & ~MA_SEGMENT_MASK), p);
+    if (MA_UNLIKELY(ma_page_block_index(page, p) == UINT32_MAX)) {
+        free_invalid(page, p);
+        return;
+    }
     ma_heap_t *heap = ma_heap_free_tls;
     if (MA_LIKELY(page->heap == heap)) free_local(heap, page, p);
     else free_other(page, p);

@@ -35,19 +35,34 @@ static uint64_t heap_count;
 static uint8_t *meta_next, *meta_end;  /* bump area for heap structs */
 
 #define META_CHUNK ((size_t)256 << 10)
-#define KEEP_EMPTY_SLICES 4u
+
 #define HEAP_STRIDE ((sizeof(ma_heap_t) + 63) & ~(size_t)63)
 
 /* ---- Page queues ---------------------------------------------------------- */
 
-/* The first page of a queue stays when it empties, if its span is small:
- * the next malloc of its class would otherwise take a new page at once.
- * Spans of 1-2 MiB (blocks over 32 KiB) go back, as each may hold that
- * much RSS. free() reads the answer from page->keep_empty. */
+/* The first page of a queue is pinned (it stays when it empties) if its
+ * span is small: the next malloc of its class would otherwise take a new
+ * page at once. Spans of 1-2 MiB (blocks over 32 KiB) go back, as each may
+ * hold that much RSS. The pin is a bias in page->used (MA_USED_PIN), so
+ * free() needs no test of its own. */
+static void pin(ma_page_t *page, bool on) {
+    if (page->pinned == on) return;
+    page->pinned = on;
+    page->used += on ? MA_USED_PIN : -MA_USED_PIN;
+}
+
+/* Also on heap->full, whose pages are never pinned. */
 static void first_changed(ma_pageq_t *q, ma_page_t *old_first) {
     if (q->first == old_first) return;
-    if (old_first) old_first->keep_empty = 0;
-    if (q->first) q->first->keep_empty = q->first->slice_count <= KEEP_EMPTY_SLICES;
+    if (old_first) pin(old_first, false);
+    if (q->first) pin(q->first, !q->first->in_full && q->first->slice_count <= MA_PIN_SLICES);
+}
+
+/* A page moves to or from heap->full; page->used carries the news
+ * (MA_USED_FULL), so that the next local free into it calls the heap. */
+static void mark_full(ma_page_t *page, bool on) {
+    page->in_full = on;
+    page->used = (int32_t)((uint32_t)page->used + (uint32_t)MA_USED_FULL);
 }
 
 static void queue_remove(ma_pageq_t *q, ma_page_t *page) {
@@ -171,7 +186,7 @@ ma_page_t *ma_heap_find_page(ma_heap_t *heap, unsigned cls) {
         if (ma_page_park(page)) {
             ma_page_t *next = page->next;
             queue_remove(q, page);
-            page->in_full = 1;
+            mark_full(page, true);
             queue_push_back(&heap->full, page);
             page = next;
         }
@@ -199,12 +214,12 @@ void ma_heap_page_event(ma_heap_t *heap, ma_page_t *page) {
     ma_pageq_t *q = &heap->queue[cls];
     if (page->in_full) {
         queue_remove(&heap->full, page);
-        page->in_full = 0;
+        mark_full(page, false);
         ma_page_unpark(page);
         queue_push_back(q, page);
         if (q->first == page) direct_update(heap, cls);
     }
-    if (ma_page_used(page) == 0 && !page->keep_empty) {
+    if (ma_page_used(page) == 0 && !page->pinned) {
         queue_remove(q, page);
         page_release(heap, page);
     }

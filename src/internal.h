@@ -85,32 +85,42 @@ typedef struct ma_heap_s ma_heap_t;
  * that it learns the page has room again. Set only while the list is empty. */
 #define MA_TF_NOTIFY ((uintptr_t)1)
 
+/* page->used counts the blocks handed out and not given back, plus these
+ * biases, so that a local free needs one decrement and one signed test to
+ * know whether the heap must hear of it (used <= 0 afterwards): */
+#define MA_USED_PIN 1                 /* pinned: the page stays when it empties */
+#define MA_USED_FULL INT32_MIN        /* in heap->full: any free is news */
+#define MA_PIN_SLICES 4u              /* only pages of spans this short are pinned */
+
 typedef struct ma_page_s {
     /* First cache line: all the owner's fast paths touch. Owner only, but
-     * `heap`, `start`, `recip`, `block_size` and `capacity` are read by
-     * remote frees (set before any block is handed out; capacity only grows). */
+     * `heap`, `start`, `recip`, `block_size`, `carved` and `capacity` are
+     * read by remote frees (set before any block is handed out; `carved`
+     * and `capacity` only grow while the page lives). */
     ma_block_t *free;        /* blocks ready to hand out */
     ma_block_t *local_free;  /* freed by the owner; moved to free when it runs out */
     uint8_t *start;          /* first block (the span's first byte) */
     uint64_t recip;          /* ceil(2^MA_RECIP_SHIFT / block_size) */
     ma_heap_t *heap;         /* owner; fixed while any block of the page is live */
-    uint32_t allocs;         /* blocks handed out (wraps; see ma_page_fold) */
-    uint32_t frees;          /* blocks given back (local + collected remote) */
+    int32_t used;            /* blocks out (local frees count at once, remote
+                              * ones when collected), + the MA_USED_ biases */
+    uint32_t allocs;         /* blocks handed out (wraps; see ma_page_collect) */
     uint32_t block_size;     /* 0 while the span is free */
+    uint32_t carved;         /* bytes carved: capacity * block_size (relaxed atomic) */
     uint16_t capacity;       /* blocks carved so far (relaxed atomic: remote reads) */
     uint16_t reserved;       /* blocks that fit in the span */
     uint8_t sclass;          /* size class */
-    uint8_t in_full;         /* sits in heap->full rather than heap->queue */
-    uint8_t keep_empty;      /* first of its queue: stays when it empties */
+    uint8_t in_full;         /* sits in heap->full rather than heap->queue (MA_USED_FULL) */
+    uint8_t pinned;          /* first of its queue: stays when it empties (MA_USED_PIN) */
     uint8_t quarantined;     /* MAPALLOC_SECURE: its freed blocks wait (check.c) */
-    uint8_t slice_count;     /* slices in the span (first slice only) */
-    uint8_t slice_offset;    /* trailing slices: distance to the first slice */
     /* Second cache line: written by other threads, or rarely. */
     _Atomic uintptr_t thread_free __attribute__((aligned(64)));
                              /* remote frees: encoded list | MA_TF_NOTIFY */
     struct ma_page_s *next, *prev;  /* owner: in its queue or full list */
+    uint8_t slice_count;     /* slices in the span (first slice only) */
+    uint8_t pad8;
     uint16_t kept_capacity;  /* a heap's spare span: blocks still carved (heap.c) */
-    uint16_t pad16[3];
+    uint32_t pad32;
     uint64_t pad[4];
 } ma_page_t;
 _Static_assert(sizeof(ma_page_t) == 128, "page descriptors are indexed by shifting");
@@ -129,6 +139,12 @@ typedef struct ma_segment_s {
     struct ma_segment_s *next, *prev;  /* segment lock: list of all segments */
     ma_heap_t *owner;         /* the user heap whose pages it holds; NULL: shared */
     uint64_t pad;
+    /* Slice i belongs to the span whose descriptor is pages[slice_first[i]]:
+     * free's way from a pointer to its page. A free span's slices all lead
+     * to its first descriptor, whose block size and carved bytes are 0, and
+     * slice 0 leads to pages[0], never set up: a stale or foreign pointer
+     * into either is an invalid free. */
+    uint8_t slice_first[MA_SEGMENT_SLICES];
     ma_page_t pages[MA_SEGMENT_SLICES]; /* one descriptor per slice */
 } ma_segment_t;
 _Static_assert(offsetof(ma_segment_t, pages) % 64 == 0, "descriptors on cache lines");
@@ -350,9 +366,11 @@ static inline bool ma_region_is_large(const void *region) {
 }
 
 static inline ma_page_t *ma_segment_page_of(ma_segment_t *seg, const void *p) {
-    size_t idx = ((uintptr_t)p - (uintptr_t)seg) >> MA_SLICE_SHIFT;
-    ma_page_t *slice = &seg->pages[idx];
-    return slice - slice->slice_offset;
+    size_t first = seg->slice_first[((uintptr_t)p >> MA_SLICE_SHIFT) & (MA_SEGMENT_SLICES - 1)];
+    /* one address, not one per field the caller reads */
+    uintptr_t page = (uintptr_t)seg->pages + first * sizeof(ma_page_t);
+    __asm__("" : "+r"(page));
+    return (ma_page_t *)page;
 }
 
 /* ---- page.c: blocks of one class in one span ---------------------------- */
@@ -365,7 +383,10 @@ MA_HIDDEN bool ma_page_park(ma_page_t *page);
 MA_HIDDEN void ma_page_unpark(ma_page_t *page);
 MA_HIDDEN bool ma_page_list_contains(const ma_page_t *page, ma_block_t *list, const ma_block_t *b);
 
-static inline uint32_t ma_page_used(const ma_page_t *page) { return page->allocs - page->frees; }
+/* Blocks handed out and not given back (page->used without its biases). */
+static inline uint32_t ma_page_used(const ma_page_t *page) {
+    return (uint32_t)page->used - page->pinned - (page->in_full ? (uint32_t)MA_USED_FULL : 0);
+}
 
 /* MAPALLOC_SECURE keeps the last MA_CANARY_SIZE bytes of each block of a
  * page for its canary: the block's address under a secret derived from the
@@ -453,11 +474,11 @@ static inline void ma_fill_free(uint8_t *b, uint8_t *end, bool whole) {
  * and sizes up to 256 KiB (the rounding error stays below 1/size). */
 static inline uint32_t ma_page_block_index(const ma_page_t *page, const void *p) {
     uint64_t off = (uintptr_t)p - (uintptr_t)page->start;
-    uint64_t q = (off * page->recip) >> MA_RECIP_SHIFT;
-    /* capacity grows under a remote free's feet; it only grows, and a
+    /* carved grows under a remote free's feet; it only grows, and a
      * relaxed load is a plain load on x86. */
-    uint32_t capacity = __atomic_load_n(&page->capacity, __ATOMIC_RELAXED);
-    if (MA_UNLIKELY(q * page->block_size != off || q >= capacity)) return UINT32_MAX;
+    uint32_t carved = __atomic_load_n(&page->carved, __ATOMIC_RELAXED);
+    uint64_t q = (off * page->recip) >> MA_RECIP_SHIFT;
+    if (MA_UNLIKELY(off >= carved || q * page->block_size != off)) return UINT32_MAX;
     return (uint32_t)q;
 }
 
@@ -474,18 +495,19 @@ static inline void *ma_page_pop(ma_page_t *page) {
     ma_block_t *b = page->free;
     if (MA_UNLIKELY(((uintptr_t)b ^ (uintptr_t)page) >= MA_SEGMENT_SIZE)) ma_page_corrupted_link(page, b);
     page->free = ma_block_decode(b->next);
+    page->used++;
     page->allocs++;
     b->next = 0;
     return b;
 }
 
-/* Whether w, the first word of a block of page, is an encoded link to NULL
- * or into the page: what a free block's first word holds. */
-static inline bool ma_page_link_plausible(const ma_page_t *page, uintptr_t w) {
+/* Whether w, the first word of the block at p, is what a free block's
+ * first word holds: an encoded link to NULL or to a block of its page.
+ * Looser, and cheaper: a link into p's segment. */
+static inline bool ma_page_link_plausible(const void *p, uintptr_t w) {
     uintptr_t link = (uintptr_t)ma_block_decode(w);
-    return link == 0 || link - (uintptr_t)page->start < ((size_t)page->slice_count << MA_SLICE_SHIFT);
+    return link == 0 || ((link ^ (uintptr_t)p) >> MA_SEGMENT_SHIFT) == 0;
 }
-
 
 /* ---- heap.c: thread heaps ----------------------------------------------- */
 MA_HIDDEN ma_heap_t *ma_heap_thread_init(void);
@@ -509,14 +531,13 @@ MA_HIDDEN void ma_heap_user_retire(ma_heap_t *heap);
 MA_HIDDEN uint64_t ma_heap_count(void);
 
 /* Puts b, checked, on the local_free list of its page, which heap owns;
- * the heap hears when the page empties or leaves the full queue. free.c's
- * fast path and check.c's quarantine. */
+ * the heap hears when the page empties (unless pinned) or when it sat in
+ * the full list (page->used's biases). free.c's fast path and check.c's
+ * quarantine. */
 static inline void ma_page_free_push(ma_heap_t *heap, ma_page_t *page, ma_block_t *b) {
     b->next = ma_block_encode(page->local_free);
     page->local_free = b;
-    page->frees++;
-    if (MA_UNLIKELY(page->in_full || (page->frees == page->allocs && !page->keep_empty)))
-        ma_heap_page_event(heap, page);
+    if (MA_UNLIKELY(--page->used <= 0)) ma_heap_page_event(heap, page);
 }
 
 /* ---- large.c: blocks mapped on their own -------------------------------- */

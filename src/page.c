@@ -6,8 +6,8 @@
  * paths run without atomics; when `free` runs dry the owner collects the
  * other two. Blocks are carved lazily, a few KiB at a time, so a page costs
  * RSS only for what was used.
- * Invariants: allocs - frees = blocks handed out and not yet collected back;
- * a page in heap->full has thread_free == MA_TF_NOTIFY or a list that
+ * Invariants: ma_page_used = blocks handed out and not yet collected back;
+ * carved = capacity * block_size; a page in heap->full has thread_free == MA_TF_NOTIFY or a list that
  * remote threads pushed after clearing the flag.
  */
 #include "internal.h"
@@ -29,14 +29,15 @@ void ma_page_setup(ma_page_t *page, ma_heap_t *heap, unsigned cls) {
     size_t size = ma_sizeclass_size(cls);
     page->free = NULL;
     page->local_free = NULL;
+    page->used = 0;
     page->allocs = 0;
-    page->frees = 0;
     page->block_size = (uint32_t)size;
     __atomic_store_n(&page->capacity, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&page->carved, 0, __ATOMIC_RELAXED);
     page->reserved = (uint16_t)(((size_t)page->slice_count << MA_SLICE_SHIFT) / size);
     page->sclass = (uint8_t)cls;
     page->in_full = 0;
-    page->keep_empty = 0;
+    page->pinned = 0;
     page->quarantined = quarantinable(heap, size);
     page->recip = (((uint64_t)1 << MA_RECIP_SHIFT) + size - 1) / size;
     page->heap = heap;
@@ -52,11 +53,13 @@ void ma_page_setup(ma_page_t *page, ma_heap_t *heap, unsigned cls) {
  * and empty pages in batches otherwise pay the carving (and in checked
  * mode the canaries and the shuffle) for every block of every batch. */
 void ma_page_retire(ma_page_t *page) {
-    MA_ASSERT(ma_page_used(page) == 0);
+    MA_ASSERT(ma_page_used(page) == 0 && !page->pinned && !page->in_full);
     page->kept_capacity = page->capacity;
     __atomic_store_n(&page->capacity, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&page->carved, 0, __ATOMIC_RELAXED);
     page->block_size = 0;
-    page->allocs = page->frees = 0;
+    page->used = 0;
+    page->allocs = 0;
 }
 
 /* A retired page, taken back by its heap for its old class. The blocks
@@ -64,8 +67,9 @@ void ma_page_retire(ma_page_t *page) {
 void ma_page_revive(ma_page_t *page) {
     page->block_size = (uint32_t)ma_sizeclass_size(page->sclass);
     __atomic_store_n(&page->capacity, page->kept_capacity, __ATOMIC_RELAXED);
+    __atomic_store_n(&page->carved, page->kept_capacity * page->block_size, __ATOMIC_RELAXED);
     page->in_full = 0;
-    page->keep_empty = 0;
+    page->pinned = 0;
     page->next = page->prev = NULL;
     atomic_store_explicit(&page->thread_free, 0, memory_order_relaxed);
     if (!page->free) {
@@ -159,10 +163,11 @@ void ma_page_extend(ma_page_t *page) {
         page->free = (ma_block_t *)first;
     }
     __atomic_store_n(&page->capacity, (uint16_t)(page->capacity + n), __ATOMIC_RELAXED);
+    __atomic_store_n(&page->carved, page->carved + n * (uint32_t)size, __ATOMIC_RELAXED);
 }
 
 static bool block_in_page(const ma_page_t *page, const ma_block_t *b) {
-    return (uintptr_t)b - (uintptr_t)page->start < (size_t)page->capacity * page->block_size;
+    return (uintptr_t)b - (uintptr_t)page->start < page->carved;
 }
 
 /* Last block of a list, checking every link on the way: a link that leaves
@@ -186,24 +191,21 @@ static void prepend(ma_page_t *page, ma_block_t *head, ma_block_t *tail) {
     page->free = head;
 }
 
-/* The 32-bit counters would wrap after 4G blocks: move what they hold into
- * the heap's 64-bit per-class total now and then. used stays the same. */
-static void fold_counters(ma_page_t *page) {
-    page->heap->class_allocs[page->sclass] += page->frees;
-    page->allocs -= page->frees;
-    page->frees = 0;
-}
-
-/* Move local and remote frees onto the free list. Owner only. */
+/* Move local and remote frees onto the free list. Owner only. The 32-bit
+ * count of blocks handed out would wrap after 4G of them: it moves into
+ * the heap's 64-bit per-class total now and then. */
 void ma_page_collect(ma_page_t *page) {
-    if (MA_UNLIKELY(page->frees > (UINT32_MAX >> 1))) fold_counters(page);
+    if (MA_UNLIKELY(page->allocs > (UINT32_MAX >> 1))) {
+        page->heap->class_allocs[page->sclass] += page->allocs;
+        page->allocs = 0;
+    }
     uintptr_t tf = atomic_load_explicit(&page->thread_free, memory_order_relaxed);
     if (tf & ~MA_TF_NOTIFY) {
         tf = atomic_exchange_explicit(&page->thread_free, 0, memory_order_acquire);
         ma_block_t *head = (ma_block_t *)tf;
         uint64_t n;
         ma_block_t *tail = list_tail(page, head, &n);
-        page->frees += n;
+        page->used -= (int32_t)n;
         prepend(page, head, tail);
     }
     if (page->local_free) {

@@ -211,8 +211,7 @@ static ma_page_t *take_span(ma_segment_t *seg, unsigned first, unsigned count) {
     seg->was_empty = 0;
     ma_segment_account_locked((int64_t)count << MA_SLICE_SHIFT);
     ma_page_t *page = &seg->pages[first];
-    for (unsigned i = 1; i < count; i++) page[i].slice_offset = (uint8_t)i;
-    page->slice_offset = 0;
+    for (unsigned i = 0; i < count; i++) seg->slice_first[first + i] = (uint8_t)first;
     page->slice_count = (uint8_t)count;
     page->start = (uint8_t *)seg + ((size_t)first << MA_SLICE_SHIFT);
     return page;
@@ -265,6 +264,7 @@ void ma_segment_span_free(ma_page_t *page) {
     MA_ASSERT((seg->free_mask & run) == 0);
     page->block_size = 0;
     __atomic_store_n(&page->capacity, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&page->carved, 0, __ATOMIC_RELAXED);
     page->heap = NULL;
     seg->free_mask |= run;
     seg->dirty_mask |= run;
@@ -281,7 +281,7 @@ void ma_segment_visit_pages(ma_page_visit_fn *fn, void *arg) {
         for (unsigned i = 1; i < MA_SEGMENT_SLICES; i++) {
             const ma_page_t *page = &seg->pages[i];
             if ((seg->free_mask >> i) & 1) continue;
-            if (page->slice_offset != 0 || page->block_size == 0) continue;
+            if (seg->slice_first[i] != i || page->block_size == 0) continue;
             fn(page, arg);
         }
     }

@@ -20,7 +20,7 @@ typedef struct class_figures_s {
 static void visit_page(const ma_page_t *page, void *arg) {
     class_figures_t *f = arg;
     f->allocs[page->sclass] += page->allocs;
-    f->live[page->sclass] += page->allocs - page->frees;
+    f->live[page->sclass] += ma_page_used(page);
     f->pages[page->sclass]++;
 }
 

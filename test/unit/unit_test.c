@@ -108,6 +108,7 @@ static void test_page_lists(void) {
         ma_block_t *b = page->free;
         page->free = ma_block_decode(b->next);
         page->allocs++;
+        page->used++;
         CHECK_EQ_U(ma_page_block_index(page, b), n);
         blocks[n++] = b;
     }
@@ -117,7 +118,7 @@ static void test_page_lists(void) {
     /* Local frees wait on local_free; collect moves them to free. */
     blocks[0]->next = ma_block_encode(page->local_free);
     page->local_free = blocks[0];
-    page->frees++;
+    page->used--;
     /* Remote frees go on thread_free and are counted when collected. */
     ma_free_remote(page, blocks[1]);
     ma_free_remote(page, blocks[2]);
@@ -133,7 +134,7 @@ static void test_page_lists(void) {
 
     /* Parked (full) page: the next remote free is reported to the heap. */
     page->free = NULL;
-    page->frees -= 3;  /* pretend the three were handed out again */
+    page->used += 3;  /* pretend the three were handed out again */
     CHECK(ma_page_park(page));
     CHECK_EQ_U(atomic_load(&page->thread_free), MA_TF_NOTIFY);
     ma_free_remote(page, blocks[3]);
