@@ -210,7 +210,7 @@ static uint8_t *pop_small(ma_heap_t *heap, size_t size, size_t align) {
 
 void *ma_check_alloc(ma_heap_t *heap, size_t size, size_t align, bool zero) {
     size_t tail = ma_block_tail();
-    if (size > MA_MEDIUM_MAX - tail || align > MA_SLICE_SIZE) return alloc_large(heap, size, align, zero);
+    if (size > MA_PAGED_MAX - tail || align > MA_SLICE_SIZE) return alloc_large(heap, size, align, zero);
     if (!heap && (heap = ma_heap_checked_tls) == NULL && (heap = ma_heap_thread_init()) == NULL) {
         errno = ENOMEM;
         return NULL;
@@ -228,7 +228,7 @@ void *ma_check_alloc(ma_heap_t *heap, size_t size, size_t align, bool zero) {
  * MA_SMALL_MAX the one heap->direct gives), and the lean finish. */
 void *ma_check_malloc(size_t size) {
     ma_heap_t *heap = ma_heap_checked_tls;
-    if (MA_LIKELY(ma_secure_only && heap != NULL && size <= MA_MEDIUM_MAX - CANARY_SIZE)) {
+    if (MA_LIKELY(ma_secure_only && heap != NULL && size <= MA_PAGED_MAX - CANARY_SIZE)) {
         unsigned cls = size <= MA_SMALL_MAX ? ma_sizeclass_direct(size) : ma_sizeclass_of(ma_block_need(size));
         uint8_t *p = ma_alloc_class(heap, cls);
         return p ? finish_lean(page_of(p), p) : NULL;
@@ -384,8 +384,7 @@ void ma_check_free(void *p) {
     ma_segment_t *seg = ma_segment_small_of(p);
     if (seg) {
         ma_page_t *page = ma_segment_page_of(seg, p);
-        if (ma_page_block_index(page, p) == UINT32_MAX)
-            ma_diag_fatal_ptr("invalid free", p, page->block_size ? page->sclass : 0);
+        if (ma_page_block_index(page, p) == UINT32_MAX) ma_free_invalid(page, p);
         ma_check_free_block(page, p);
         return;
     }
@@ -428,7 +427,7 @@ void *ma_check_realloc(void *p, size_t size) {
          * then stops it). */
         if (!ma_valgrind) check_live(page_of(p), p);
         if (size <= usable && size >= usable / 2) return p;
-    } else if (size > MA_MEDIUM_MAX && !ma_valgrind) {
+    } else if (size > MA_PAGED_MAX && !ma_valgrind) {
         ma_large_t *large = ma_region_of(p);
         if (large && ma_region_is_large(large) && ma_large_owns(large, p)) {
             void *q = ma_large_realloc(large, p, size);
@@ -629,16 +628,16 @@ static void check_large(void *region, void *arg) {
     w->large_bytes[bucket] += usable;
 }
 
-/* Every heap, then every page (heaps lock, then segment lock: the order of
- * heap.c), then every large mapping. */
+/* Every heap, then every page (heaps lock, then each heap's segment set:
+ * the order of heap.c), then every large mapping. */
 static int walk(walk_t *w) {
     w->me = ma_heap_current();
     w->deep = ma_checked && !ma_valgrind;
     ma_heap_lock();
     for (ma_heap_t *heap = ma_heap_first(); heap; heap = heap->next_all) check_heap(w, heap);
-    ma_segment_visit_pages(check_page, w);
+    ma_heap_visit_pages_locked(check_page, w);
     ma_heap_unlock();
-    ma_segment_visit_large(check_large, w);
+    ma_large_visit_all(check_large, w);
     if (w->problems > 0) {
         ma_buf_t b = {.len = 0};
         ma_buf_str(&b, "mapalloc: check: ");

@@ -45,8 +45,17 @@ static inline void free_other(ma_page_t *page, void *p) {
     else ma_free_remote(page, p);
 }
 
-static MA_COLD void free_invalid(ma_page_t *page, void *p) {
-    ma_diag_fatal_ptr("invalid free", p, page->block_size ? page->sclass : 0);
+/* p is not a live block of page. If page is a span given back whose last
+ * class had a block at p, p was freed already (the span went back when its
+ * blocks were all free): a double free. Else an invalid one. */
+void ma_free_invalid(const ma_page_t *page, const void *p) {
+    unsigned cls = page->sclass;
+    if (page->block_size == 0 && cls > 0 && cls < MA_CLASS_COUNT) {
+        size_t size = ma_sizeclass_size(cls), off = (uintptr_t)p - (uintptr_t)page->start;
+        if (off < ((size_t)page->slice_count << MA_SLICE_SHIFT) && off % size == 0)
+            ma_diag_fatal_ptr("double free", p, (int)cls);
+    }
+    ma_diag_fatal_ptr("invalid free", p, page->block_size ? (int)cls : 0);
 }
 
 /* The byte map's entry says whether p lies in a segment (one compare also
@@ -61,7 +70,7 @@ void ma_free(void *p) {
     }
     ma_page_t *page = ma_segment_page_of((ma_segment_t *)(a & ~MA_SEGMENT_MASK), p);
     if (MA_UNLIKELY(ma_page_block_index(page, p) == UINT32_MAX)) {
-        free_invalid(page, p);
+        ma_free_invalid(page, p);
         return;
     }
     ma_heap_t *heap = ma_heap_free_tls;

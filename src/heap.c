@@ -111,60 +111,75 @@ static void direct_update(ma_heap_t *heap, unsigned cls) {
     for (size_t i = lo; i <= hi; i++) heap->direct[i] = page;
 }
 
-/* An emptied page's span is kept as a spare (up to MA_SPARE_MAX spans,
- * MA_SPARE_SLICES slices) for the heap's next page of any class with the
- * same span length: no lock, no purge and no page faults when a program
- * keeps emptying and refilling pages. A spare keeps its blocks carved
- * (ma_page_retire): a page of the same class takes it back as it was. */
+/* ---- Retired pages -------------------------------------------------------- */
+
+/* A page that empties under a free stays in its queue for a while before
+ * its span goes back ("retired"): a class that empties and refills - a
+ * batch freed, then the next batch - takes its pages back as they were,
+ * free lists and carving intact, without giving their spans back and
+ * taking them again. The delay is counted in the heap's slow-path calls
+ * (one per page refill, so it stretches with the allocation rate), and the
+ * ring bounds what waits: MA_RETIRE_SLOTS pages of at most MA_PIN_SLICES
+ * slices; longer spans go back at once. */
+#define RETIRE_DELAY 256u      /* slow-path calls a retired page waits */
+#define RETIRE_SWEEP 16u       /* the ring is looked at every this many calls */
+
+static void retire_drop(ma_heap_t *heap, ma_page_t *page) {
+    for (uint32_t i = 0; i < heap->retired_count; i++)
+        if (heap->retired[i] == page) {
+            heap->retired[i] = heap->retired[--heap->retired_count];
+            break;
+        }
+    page->retired = 0;
+}
+
 static void page_release(ma_heap_t *heap, ma_page_t *page) {
+    if (page->retired) retire_drop(heap, page);
     heap->class_allocs[page->sclass] += page->allocs;
-    if (heap->spare_count < MA_SPARE_MAX && heap->spare_slices + page->slice_count <= MA_SPARE_SLICES) {
-        ma_page_retire(page);
-        heap->spare[heap->spare_count++] = page;
-        heap->spare_slices += page->slice_count;
-        return;
-    }
     ma_segment_span_free(page);
 }
 
-/* A spare span of this length, preferably one that held class cls. */
-static ma_page_t *spare_take(ma_heap_t *heap, unsigned slices, unsigned cls) {
-    uint32_t found = UINT32_MAX;
-    for (uint32_t i = heap->spare_count; i-- > 0;) {
-        ma_page_t *page = heap->spare[i];
-        if (page->slice_count != slices) continue;
-        found = i;
-        if (page->sclass == cls) break;
-    }
-    if (found == UINT32_MAX) return NULL;
-    ma_page_t *page = heap->spare[found];
-    heap->spare[found] = heap->spare[--heap->spare_count];
-    heap->spare_slices -= slices;
-    return page;
+/* Whether a retired page is still empty and may go: it may have been
+ * taken back meanwhile, or have become the pinned first of its queue. */
+static bool retire_expired(const ma_page_t *page) {
+    return ma_page_used(page) == 0 && !page->pinned && !page->in_full;
 }
 
-/* Spares back to their segments (thread exit, trim). */
-static void spare_flush(ma_heap_t *heap) {
-    while (heap->spare_count > 0) {
-        ma_page_t *page = heap->spare[--heap->spare_count];
-        ma_segment_span_free(page);
+static void retire_release(ma_heap_t *heap, ma_page_t *page) {
+    if (retire_expired(page)) {
+        queue_remove(&heap->queue[page->sclass], page);
+        direct_update(heap, page->sclass);
+        page_release(heap, page);
+    } else {
+        retire_drop(heap, page);
     }
-    heap->spare_slices = 0;
+}
+
+static void retire_sweep(ma_heap_t *heap) {
+    for (uint32_t i = 0; i < heap->retired_count;) {
+        ma_page_t *page = heap->retired[i];
+        if ((int32_t)(heap->epoch - page->retire_at) >= 0 || !retire_expired(page)) retire_release(heap, page);
+        else i++;
+    }
+}
+
+static void retire_add(ma_heap_t *heap, ma_page_t *page) {
+    page->retire_at = heap->epoch + RETIRE_DELAY;
+    if (page->retired) return;
+    if (heap->retired_count == MA_RETIRE_SLOTS) {
+        /* the one due first makes room */
+        uint32_t oldest = 0;
+        for (uint32_t i = 1; i < MA_RETIRE_SLOTS; i++)
+            if ((int32_t)(heap->retired[i]->retire_at - heap->retired[oldest]->retire_at) < 0) oldest = i;
+        retire_release(heap, heap->retired[oldest]);
+    }
+    page->retired = 1;
+    heap->retired[heap->retired_count++] = page;
 }
 
 static ma_page_t *page_new(ma_heap_t *heap, unsigned cls) {
-    bool zero;
-    unsigned slices = ma_sizeclass_slices(cls);
-    ma_page_t *page = spare_take(heap, slices, cls);
-    if (page && page->sclass == cls) {
-        ma_page_revive(page);
-        return page;
-    }
-    if (!page) {
-        ma_heap_t *owner = atomic_load_explicit(&heap->kind, memory_order_relaxed) == MA_HEAP_USER ? heap : NULL;
-        page = ma_segment_span_alloc(slices, &zero, owner);
-        if (!page) return NULL;
-    }
+    ma_page_t *page = ma_segment_span_alloc(&heap->segs, ma_sizeclass_slices(cls));
+    if (!page) return NULL;
     ma_page_setup(page, heap, cls);
     return page;
 }
@@ -174,6 +189,7 @@ static ma_page_t *page_new(ma_heap_t *heap, unsigned cls) {
 /* A page of class cls with a non-empty free list, first in its queue. Pages
  * found full on the way are parked, so each is looked at once. */
 ma_page_t *ma_heap_find_page(ma_heap_t *heap, unsigned cls) {
+    if (++heap->epoch % RETIRE_SWEEP == 0 && heap->retired_count) retire_sweep(heap);
     ma_pageq_t *q = &heap->queue[cls];
     ma_page_t *page = q->first;
     while (page) {
@@ -220,8 +236,12 @@ void ma_heap_page_event(ma_heap_t *heap, ma_page_t *page) {
         if (q->first == page) direct_update(heap, cls);
     }
     if (ma_page_used(page) == 0 && !page->pinned) {
-        queue_remove(q, page);
-        page_release(heap, page);
+        if (page->slice_count <= MA_PIN_SLICES) {
+            retire_add(heap, page);
+        } else {
+            queue_remove(q, page);
+            page_release(heap, page);
+        }
     }
 }
 
@@ -254,7 +274,6 @@ void ma_heap_collect(ma_heap_t *heap, bool release_all) {
         }
         direct_update(heap, cls);
     }
-    if (release_all) spare_flush(heap);
 }
 
 /* ---- Thread start and exit -------------------------------------------------- */
@@ -268,6 +287,7 @@ static ma_heap_t *heap_new_locked(void) {
     ma_heap_t *heap = (ma_heap_t *)meta_next;
     meta_next += HEAP_STRIDE;
     for (unsigned i = 0; i < MA_DIRECT_COUNT; i++) heap->direct[i] = &ma_page_empty;
+    ma_segment_set_init(&heap->segs);
     heap->next_all = all_heaps;
     all_heaps = heap;
     heap_count++;
@@ -291,8 +311,9 @@ ma_heap_t *ma_heap_thread_init(void) {
     return heap;
 }
 
-/* pthread key destructor: the thread is exiting. All its empty pages and
- * spares go back to the segments, where any thread can use them. (Keeping
+/* pthread key destructor: the thread is exiting. All its empty pages go
+ * back to its segments, and its empty segments to the pool, where any
+ * thread can use them. (Keeping
  * the first page of each class for the next thread was measured: with
  * threads that use many classes it let RSS climb with every generation.)
  * Later frees by this thread take the remote path; a later malloc adopts a
@@ -301,6 +322,7 @@ void ma_heap_thread_done(void *arg) {
     ma_heap_t *heap = arg;
     if (heap == NULL || heap == &ma_heap_empty) return;
     ma_heap_collect(heap, true);
+    ma_segment_set_shed(&heap->segs);
     if (ma_heap_tls == heap) ma_heap_tls = &ma_heap_empty;
     if (ma_heap_free_tls == heap) ma_heap_free_tls = &ma_heap_empty;
     if (ma_heap_checked_tls == heap) ma_heap_checked_tls = NULL;
@@ -316,10 +338,15 @@ ma_heap_t *ma_heap_current(void) {
     return heap == &ma_heap_empty ? NULL : heap;
 }
 
-void ma_heap_collect_abandoned(void) {
+/* malloc_trim: every abandoned heap collected, then every heap's free
+ * memory purged and its empty segments given to the pool. */
+size_t ma_heap_trim_all(void) {
+    size_t released = 0;
     ma_lock(&heaps_lock);
     for (ma_heap_t *heap = abandoned; heap; heap = heap->next_abandoned) ma_heap_collect(heap, true);
+    for (ma_heap_t *heap = all_heaps; heap; heap = heap->next_all) released += ma_segment_set_trim(&heap->segs, true);
     ma_unlock(&heaps_lock);
+    return released;
 }
 
 /* ---- User heaps ------------------------------------------------------------ */
@@ -333,8 +360,7 @@ static unsigned dead_count;
 
 /* The queues and lists of a heap, emptied (its pages are gone or unused). */
 static void heap_clear(ma_heap_t *heap) {
-    heap->spare_count = 0;  /* in the heap's own segments: gone with them */
-    heap->spare_slices = 0;
+    heap->retired_count = 0;  /* in the heap's own segments: gone with them */
     for (unsigned i = 0; i < MA_DIRECT_COUNT; i++) heap->direct[i] = &ma_page_empty;
     memset(heap->queue, 0, sizeof heap->queue);
     memset(&heap->full, 0, sizeof heap->full);
@@ -357,7 +383,6 @@ ma_heap_t *ma_heap_user_new(void) {
     if (!heap) return NULL;
     heap_clear(heap);
     heap->large_list = NULL;
-    heap->segment_count = 0;
     heap->fixed = NULL;
     pthread_mutex_init(&heap->large_lock, NULL);
     atomic_store_explicit(&heap->busy, 0, memory_order_relaxed);
@@ -371,8 +396,9 @@ void ma_heap_user_release(ma_heap_t *heap) {
     for (unsigned cls = 1; cls < MA_CLASS_COUNT; cls++)
         for (ma_page_t *page = heap->queue[cls].first; page; page = page->next)
             heap->class_allocs[cls] += page->allocs;
+    for (ma_page_t *page = heap->full.first; page; page = page->next) heap->class_allocs[page->sclass] += page->allocs;
     ma_large_release_owner(heap);
-    ma_segment_release_owner(heap);
+    ma_segment_set_release(&heap->segs);
     heap_clear(heap);
 }
 
@@ -389,14 +415,18 @@ void ma_heap_user_retire(ma_heap_t *heap) {
 
 /* ---- fork ------------------------------------------------------------------ */
 
+/* Lock order: the fixed heaps' locks, the heaps lock, each heap's segment
+ * set, the pool. */
 void ma_heap_fork_prepare(void) {
     ma_fixed_fork_prepare();
     ma_lock(&heaps_lock);
-    ma_segment_lock();
+    for (ma_heap_t *heap = all_heaps; heap; heap = heap->next_all) ma_segment_set_lock(&heap->segs);
+    ma_segment_fork_prepare();
 }
 
 void ma_heap_fork_parent(void) {
-    ma_segment_unlock();
+    ma_segment_fork_parent();
+    for (ma_heap_t *heap = all_heaps; heap; heap = heap->next_all) ma_segment_set_unlock(&heap->segs);
     ma_unlock(&heaps_lock);
     ma_fixed_fork_parent();
 }
@@ -407,6 +437,7 @@ void ma_heap_fork_parent(void) {
  * takes the atomic remote path; their free memory is lost to the child. */
 void ma_heap_fork_child(void) {
     ma_segment_fork_child();
+    for (ma_heap_t *heap = all_heaps; heap; heap = heap->next_all) ma_segment_set_fork_child(&heap->segs);
     pthread_mutex_init(&heaps_lock, NULL);
     ma_fixed_fork_child();
     ma_heap_t *mine = ma_heap_current();
@@ -428,6 +459,11 @@ void ma_heap_sum_class_allocs(uint64_t *out) {
 void ma_heap_lock(void) { ma_lock(&heaps_lock); }
 void ma_heap_unlock(void) { ma_unlock(&heaps_lock); }
 ma_heap_t *ma_heap_first(void) { return all_heaps; }
+
+/* fn on every page of every heap; heaps lock held. */
+void ma_heap_visit_pages_locked(ma_page_visit_fn *fn, void *arg) {
+    for (ma_heap_t *heap = all_heaps; heap; heap = heap->next_all) ma_segment_visit_pages(&heap->segs, fn, arg);
+}
 
 uint64_t ma_heap_count(void) {
     ma_lock(&heaps_lock);

@@ -25,9 +25,22 @@ static void thread_done(void *heap) {
     ma_heap_thread_done(heap);
 }
 
-static void fork_prepare(void) { ma_heap_fork_prepare(); }
-static void fork_parent(void) { ma_heap_fork_parent(); }
-static void fork_child(void) { ma_heap_fork_child(); }
+/* Every allocator lock is taken before fork: heap.c's (fixed heaps, heaps,
+ * segment sets, pool), then the large cache's. */
+static void fork_prepare(void) {
+    ma_heap_fork_prepare();
+    ma_large_fork_prepare();
+}
+
+static void fork_parent(void) {
+    ma_large_fork_parent();
+    ma_heap_fork_parent();
+}
+
+static void fork_child(void) {
+    ma_large_fork_child();
+    ma_heap_fork_child();
+}
 
 static MA_COLD void process_init_slow(void) {
     int expected = INIT_NONE;

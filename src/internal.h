@@ -8,6 +8,8 @@
  *    descriptor lives in the segment header, never in user memory;
  *  - a block is what malloc returns; a free block's first word is the link
  *    of its free list, XOR-encoded with a per-process secret;
+ *  - a block of up to 256 KiB shares its page with others of its class; up
+ *    to MA_MEDIUM_MAX (2 MiB) it has a page (a span) of its own;
  *  - a large block (> MA_MEDIUM_MAX, or a big alignment) is a mapping of its
  *    own, also starting on a 4 MiB boundary with a small header;
  *  - a byte map, one byte per 4 MiB of address space, says which 4 MiB
@@ -59,13 +61,15 @@
 #define MA_SEGMENT_SLICES (MA_SEGMENT_SIZE / MA_SLICE_SIZE) /* 64 */
 #define MA_SLICES_USABLE (~(uint64_t)1)       /* slice 0 holds the header */
 #define MA_SPAN_MAX_SLICES 32u
-#define MA_SPARE_MAX 4u                       /* spare spans a heap keeps ... */
-#define MA_SPARE_SLICES 16u                   /* ... of at most 1 MiB in all */
+#define MA_RETIRE_SLOTS 16u                   /* emptied pages a heap keeps a while */
 
 #define MA_SMALL_MAX 1024u                    /* sizes served through heap->direct */
 #define MA_DIRECT_COUNT (MA_SMALL_MAX / 16 + 1)
-#define MA_MEDIUM_MAX ((size_t)256 << 10)     /* larger blocks are mapped alone */
-#define MA_CLASS_COUNT 97                     /* classes 1..96; 0 is unused */
+#define MA_PAGED_MAX ((size_t)256 << 10)      /* classes 1..96: pages of 8 blocks or more */
+#define MA_MEDIUM_MAX ((size_t)2048 << 10)       /* classes 97..124: one block per span; larger
+                                               * blocks are mapped alone */
+#define MA_PAGED_CLASSES 96u
+#define MA_CLASS_COUNT 125                    /* classes 1..124; 0 is unused */
 #define MA_CLASS_LINEAR 16                    /* classes 1..16: 16..256 by 16 */
 
 #define MA_ADDR_BITS 47                       /* x86_64 user space */
@@ -118,9 +122,9 @@ typedef struct ma_page_s {
                              /* remote frees: encoded list | MA_TF_NOTIFY */
     struct ma_page_s *next, *prev;  /* owner: in its queue or full list */
     uint8_t slice_count;     /* slices in the span (first slice only) */
-    uint8_t pad8;
-    uint16_t kept_capacity;  /* a heap's spare span: blocks still carved (heap.c) */
-    uint32_t pad32;
+    uint8_t retired;         /* owner: in heap->retired, waiting to go back */
+    uint16_t pad16;
+    uint32_t retire_at;      /* owner: the heap's epoch when it may go back */
     uint64_t pad[4];
 } ma_page_t;
 _Static_assert(sizeof(ma_page_t) == 128, "page descriptors are indexed by shifting");
@@ -130,16 +134,18 @@ _Static_assert(offsetof(ma_page_t, thread_free) == 64, "remote writes stay off t
 enum { MA_KIND_SEGMENT = 0x5e6a11ceu, MA_KIND_LARGE = 0x1a76eb10u };
 enum { MA_LARGE_LIVE = 1, MA_LARGE_CACHED = 2 };
 
+typedef struct ma_segset_s ma_segset_t;
+
 typedef struct ma_segment_s {
     uint32_t kind;            /* MA_KIND_SEGMENT */
-    uint32_t was_empty;       /* segment lock: entirely free at the last purge tick */
-    uint64_t free_mask;       /* segment lock: slices not in a span */
-    uint64_t dirty_mask;      /* segment lock: free slices that may be resident */
-    uint64_t dirty_old;       /* segment lock: dirty since before the last tick */
-    struct ma_segment_s *next, *prev;  /* segment lock: list of all segments */
-    ma_heap_t *owner;         /* the user heap whose pages it holds; NULL: shared */
+    uint32_t pad32;
+    uint64_t free_mask;       /* set lock: slices not in a span */
+    uint64_t dirty_mask;      /* set lock: free slices that may be resident */
+    uint64_t dirty_old;       /* set lock: dirty since before the set's last tick */
+    struct ma_segment_s *next, *prev;  /* set lock: the set's list; or pool lock: the pool's */
+    ma_segset_t *set;         /* the set it belongs to; NULL in the pool */
     uint64_t pad;
-    /* Slice i belongs to the span whose descriptor is pages[slice_first[i]]:
+/* Slice i belongs to the span whose descriptor is pages[slice_first[i]]:
      * free's way from a pointer to its page. A free span's slices all lead
      * to its first descriptor, whose block size and carved bytes are 0, and
      * slice 0 leads to pages[0], never set up: a stale or foreign pointer
@@ -164,6 +170,16 @@ typedef struct ma_large_s {
 _Static_assert(sizeof(ma_large_t) <= MA_LARGE_HEADER, "the header fits before the block");
 
 /* ---- Heaps -------------------------------------------------------------- */
+/* A heap's segments (segment.c): the owner takes spans from them under the
+ * lock, uncontended; other threads take it to purge, trim or look. */
+struct ma_segset_s {
+    pthread_mutex_t lock;
+    ma_segment_t *first, *last;  /* lock: its segments, oldest first */
+    uint64_t count;           /* lock: how many */
+    uint32_t empty;           /* lock: how many are entirely free */
+    uint64_t tick_ms;         /* lock: its last purge tick */
+};
+
 /* Checked mode's per-heap state (check.c; page.c reads the generator). */
 #define MA_QUARANTINE_SLOTS 64u                 /* freed blocks held back ... */
 #define MA_QUARANTINE_BLOCK_MAX ((size_t)16 << 10) /* ... of at most this size */
@@ -186,9 +202,10 @@ struct ma_heap_s {
     ma_pageq_t queue[MA_CLASS_COUNT];    /* pages that may have room, per class */
     ma_pageq_t full;                     /* pages with no room (notify set) */
     uint64_t class_allocs[MA_CLASS_COUNT]; /* allocs folded out of pages */
-    ma_page_t *spare[MA_SPARE_MAX];      /* emptied spans kept for the next pages */
-    uint32_t spare_count;
-    uint32_t spare_slices;
+    ma_page_t *retired[MA_RETIRE_SLOTS]; /* emptied pages waiting to go back (heap.c) */
+    uint32_t retired_count;
+    uint32_t epoch;                      /* slow-path calls: the retire clock */
+    ma_segset_t segs;                    /* the segments its pages live in */
     /* Any thread. */
     _Atomic uintptr_t remote_full;       /* blocks freed into parked pages */
     /* Under the heaps lock. */
@@ -200,7 +217,6 @@ struct ma_heap_s {
     _Atomic uint32_t busy;               /* an ma_heap_ call is running */
     pthread_mutex_t large_lock;          /* guards large_list */
     ma_large_t *large_list;              /* this heap's large blocks */
-    uint64_t segment_count;              /* segment lock: segments it owns */
     void *fixed;                         /* fixed.c's state (ma_heap_new_in) */
     /* Owner (or the one thread using a user heap): checked mode only. */
     ma_check_heap_t check;
@@ -300,6 +316,8 @@ MA_HIDDEN size_t ma_sizeclass_size(unsigned cls);
 MA_HIDDEN unsigned ma_sizeclass_slices(unsigned cls);
 static inline unsigned ma_sizeclass_of(size_t n) {
     if (n <= MA_CLASS_LINEAR * 16) return n <= 16 ? 1 : (unsigned)((n + 15) >> 4);
+    if (MA_UNLIKELY(n > MA_PAGED_MAX))  /* a span of its own, whole slices */
+        return MA_PAGED_CLASSES + (unsigned)((n - MA_PAGED_MAX + MA_SLICE_SIZE - 1) >> MA_SLICE_SHIFT);
     size_t m = n - 1;
     unsigned b = 63u - (unsigned)__builtin_clzl(m);   /* b >= 8 */
     unsigned idx = (unsigned)(m >> (b - 3));           /* 8..15 */
@@ -307,19 +325,25 @@ static inline unsigned ma_sizeclass_of(size_t n) {
 }
 
 /* ---- segment.c: segments, spans, the byte map, purging ------------------ */
-MA_HIDDEN ma_page_t *ma_segment_span_alloc(unsigned slices, bool *zero, ma_heap_t *owner);
-MA_HIDDEN void ma_segment_release_owner(ma_heap_t *owner);
+MA_HIDDEN void ma_segment_set_init(ma_segset_t *set);
+MA_HIDDEN ma_page_t *ma_segment_span_alloc(ma_segset_t *set, unsigned slices);
 MA_HIDDEN void ma_segment_span_free(ma_page_t *page);
+MA_HIDDEN size_t ma_segment_set_trim(ma_segset_t *set, bool force);
+MA_HIDDEN void ma_segment_set_release(ma_segset_t *set);
+MA_HIDDEN void ma_segment_set_shed(ma_segset_t *set);
+MA_HIDDEN size_t ma_segment_pool_trim(bool force, uint32_t keep);
 MA_HIDDEN void ma_segment_map_set(uintptr_t base, uint8_t v);
-MA_HIDDEN void ma_segment_tick(bool force);
-MA_HIDDEN size_t ma_segment_trim(void);
-MA_HIDDEN void ma_segment_lock(void);
-MA_HIDDEN void ma_segment_unlock(void);
+MA_HIDDEN void ma_segment_set_lock(ma_segset_t *set);
+MA_HIDDEN void ma_segment_set_unlock(ma_segset_t *set);
+MA_HIDDEN void ma_segment_set_fork_child(ma_segset_t *set);
+MA_HIDDEN void ma_segment_fork_prepare(void);
+MA_HIDDEN void ma_segment_fork_parent(void);
 MA_HIDDEN void ma_segment_fork_child(void);
 typedef void ma_page_visit_fn(const ma_page_t *page, void *arg);
-MA_HIDDEN void ma_segment_visit_pages(ma_page_visit_fn *fn, void *arg);
-MA_HIDDEN void ma_segment_account_locked(int64_t delta);
+MA_HIDDEN void ma_segment_visit_pages(ma_segset_t *set, ma_page_visit_fn *fn, void *arg);
+MA_HIDDEN void ma_segment_account(int64_t delta);   /* bytes in use: spans and live large blocks */
 MA_HIDDEN uint64_t ma_segment_inuse(uint64_t *peak);
+MA_HIDDEN uint64_t ma_segment_dirty(void);          /* free bytes that may be resident */
 typedef void ma_region_visit_fn(void *region, void *arg);
 MA_HIDDEN void ma_segment_visit_large(ma_region_visit_fn *fn, void *arg);
 
@@ -375,8 +399,6 @@ static inline ma_page_t *ma_segment_page_of(ma_segment_t *seg, const void *p) {
 
 /* ---- page.c: blocks of one class in one span ---------------------------- */
 MA_HIDDEN void ma_page_setup(ma_page_t *page, ma_heap_t *heap, unsigned cls);
-MA_HIDDEN void ma_page_retire(ma_page_t *page);
-MA_HIDDEN void ma_page_revive(ma_page_t *page);
 MA_HIDDEN void ma_page_extend(ma_page_t *page);
 MA_HIDDEN void ma_page_collect(ma_page_t *page);
 MA_HIDDEN bool ma_page_park(ma_page_t *page);
@@ -516,7 +538,7 @@ MA_HIDDEN ma_page_t *ma_heap_find_page(ma_heap_t *heap, unsigned cls);
 MA_HIDDEN void ma_heap_page_event(ma_heap_t *heap, ma_page_t *page);
 MA_HIDDEN void ma_heap_drain_remote(ma_heap_t *heap);
 MA_HIDDEN void ma_heap_collect(ma_heap_t *heap, bool release_all);
-MA_HIDDEN void ma_heap_collect_abandoned(void);
+MA_HIDDEN size_t ma_heap_trim_all(void);
 MA_HIDDEN void ma_heap_fork_prepare(void);
 MA_HIDDEN void ma_heap_fork_parent(void);
 MA_HIDDEN void ma_heap_fork_child(void);
@@ -525,6 +547,7 @@ MA_HIDDEN ma_heap_t *ma_heap_current(void);   /* this thread's heap, or NULL */
 MA_HIDDEN void ma_heap_lock(void);             /* owners and the heap list stay put */
 MA_HIDDEN void ma_heap_unlock(void);
 MA_HIDDEN ma_heap_t *ma_heap_first(void);      /* every heap, by next_all; lock held */
+MA_HIDDEN void ma_heap_visit_pages_locked(ma_page_visit_fn *fn, void *arg);
 MA_HIDDEN ma_heap_t *ma_heap_user_new(void);
 MA_HIDDEN void ma_heap_user_release(ma_heap_t *heap);
 MA_HIDDEN void ma_heap_user_retire(ma_heap_t *heap);
@@ -549,7 +572,12 @@ MA_HIDDEN void ma_large_free(ma_large_t *large, const void *p);
 MA_HIDDEN void *ma_large_realloc(ma_large_t *large, void *p, size_t size);
 MA_HIDDEN size_t ma_large_usable(const ma_large_t *large);
 MA_HIDDEN bool ma_large_owns(const ma_large_t *large, const void *p);
-MA_HIDDEN size_t ma_large_cache_expire_locked(uint64_t now, bool all);
+MA_HIDDEN size_t ma_large_cache_tick(bool all);
+MA_HIDDEN size_t ma_large_trim(void);
+MA_HIDDEN void ma_large_visit_all(ma_region_visit_fn *fn, void *arg);
+MA_HIDDEN void ma_large_fork_prepare(void);
+MA_HIDDEN void ma_large_fork_parent(void);
+MA_HIDDEN void ma_large_fork_child(void);
 typedef struct ma_large_stats_s {
     uint64_t count, bytes, allocs, alloc_bytes, cached_bytes;
 } ma_large_stats_t;
@@ -583,6 +611,7 @@ MA_HIDDEN void *ma_alloc_class(ma_heap_t *heap, unsigned cls);
 MA_HIDDEN void ma_free_local(ma_heap_t *heap, ma_page_t *page, ma_block_t *b);
 MA_HIDDEN void ma_free_remote(ma_page_t *page, ma_block_t *b);
 MA_HIDDEN void ma_free_slow(void *p);
+MA_HIDDEN MA_COLD _Noreturn void ma_free_invalid(const ma_page_t *page, const void *p);
 MA_HIDDEN size_t ma_usable_of(const void *p, const char *what);
 MA_HIDDEN size_t ma_usable_unchecked(const void *p, const char *what);
 

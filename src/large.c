@@ -8,7 +8,9 @@
  * buffers reuse pages that are already resident instead of faulting fresh
  * ones. A cached mapping is resized to the new request with munmap of its
  * tail or mremap, and growing a live block moves pages with mremap instead
- * of copying bytes. The cache shares the segment lock.
+ * of copying bytes. The cache and the statistics have a lock of their
+ * own (cache_lock), which also keeps a mapping from being unmapped while
+ * ma_large_visit_all looks at it.
  * A large block of a user heap (ma_heap_new) is also on its heap's list,
  * under the heap's large_lock, so ma_heap_destroy can unmap them all.
  */
@@ -16,9 +18,10 @@
 #include <string.h>
 #include "internal.h"
 
-static ma_large_t *cache;          /* most recently freed first */
-static uint64_t cache_bytes;
-static ma_large_stats_t stats;     /* segment lock */
+static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
+static ma_large_t *cache;          /* cache_lock: most recently freed first */
+static uint64_t cache_bytes;       /* cache_lock */
+static ma_large_stats_t stats;     /* cache_lock */
 
 #define SHRINK_SLACK ((size_t)64 << 10)  /* smaller excess stays mapped */
 #define REFIT_SLACK ((size_t)8 << 20)    /* a reused mapping keeps this much extra */
@@ -71,8 +74,8 @@ static void owner_relink(ma_large_t *moved) {
 }
 
 /* Unmap cached mappings older than the purge delay (all of them with all),
- * and the oldest while the cache is over its size. Segment lock held. */
-size_t ma_large_cache_expire_locked(uint64_t now, bool all) {
+ * and the oldest while the cache is over its size. cache_lock held. */
+static size_t cache_expire_locked(uint64_t now, bool all) {
     long delay = ma_option(MA_OPT_PURGE_DELAY_MS);
     uint64_t cap = (uint64_t)ma_option(MA_OPT_LARGE_CACHE_MB) << 20;
     size_t released = 0;
@@ -93,7 +96,7 @@ size_t ma_large_cache_expire_locked(uint64_t now, bool all) {
 }
 
 /* The smallest cached mapping that holds `need` bytes, else the largest
- * one (to be grown). Segment lock held. */
+ * one (to be grown). cache_lock held. */
 static ma_large_t *cache_take_locked(size_t need) {
     ma_large_t **best = NULL, **biggest = NULL;
     for (ma_large_t **link = &cache; *link; link = &(*link)->next) {
@@ -165,9 +168,9 @@ void *ma_large_alloc(size_t size, size_t align, bool zero, ma_heap_t *owner) {
     ma_large_t *large = NULL;
     bool fresh = false;
     if (map_align == MA_SEGMENT_SIZE) {
-        ma_segment_lock();
+        ma_lock(&cache_lock);
         large = cache_take_locked(need);
-        ma_segment_unlock();
+        ma_unlock(&cache_lock);
         if (large) large = refit(large, need);
     }
     if (!large) {
@@ -196,13 +199,13 @@ void *ma_large_alloc(size_t size, size_t align, bool zero, ma_heap_t *owner) {
         owner_link(large);
         ma_unlock(&owner->large_lock);
     }
-    ma_segment_lock();
+    ma_lock(&cache_lock);
     stats.count++;
     stats.bytes += large->map_size;
     stats.allocs++;
     stats.alloc_bytes += ma_large_usable(large);
-    ma_segment_account_locked((int64_t)large->map_size);
-    ma_segment_unlock();
+    ma_segment_account((int64_t)large->map_size);
+    ma_unlock(&cache_lock);
     return p;
 }
 
@@ -227,10 +230,10 @@ void ma_large_free(ma_large_t *large, const void *p) {
     }
     uint64_t cap = (uint64_t)ma_option(MA_OPT_LARGE_CACHE_MB) << 20;
     bool keep = large->offset < MA_SEGMENT_SIZE && large->map_size <= cap;
-    ma_segment_lock();
+    ma_lock(&cache_lock);
     stats.count--;
     stats.bytes -= large->map_size;
-    ma_segment_account_locked(-(int64_t)large->map_size);
+    ma_segment_account(-(int64_t)large->map_size);
     uint64_t now = ma_os_now_ms();
     if (keep) {
         large->cached_at = now;
@@ -241,8 +244,8 @@ void ma_large_free(ma_large_t *large, const void *p) {
     } else {
         unmap_large(large);
     }
-    ma_large_cache_expire_locked(now, false);
-    ma_segment_unlock();
+    cache_expire_locked(now, false);
+    ma_unlock(&cache_lock);
 }
 
 /* Resize in place where possible: shrink by unmapping the tail, grow with
@@ -259,10 +262,10 @@ void *ma_large_realloc(ma_large_t *large, void *p, size_t size) {
             if (ma_os_shrink(large, old, need)) {
                 large->map_size = need;
                 guard_set(large, true);
-                ma_segment_lock();
+                ma_lock(&cache_lock);
                 stats.bytes -= old - need;
-                ma_segment_account_locked(-(int64_t)(old - need));
-                ma_segment_unlock();
+                ma_segment_account(-(int64_t)(old - need));
+                ma_unlock(&cache_lock);
             }
         }
         return p;
@@ -285,18 +288,18 @@ void *ma_large_realloc(ma_large_t *large, void *p, size_t size) {
     }
     moved->map_size = need;
     guard_set(moved, true);
-    ma_segment_lock();
+    ma_lock(&cache_lock);
     stats.bytes += need - old;
-    ma_segment_account_locked((int64_t)(need - old));
-    ma_segment_unlock();
+    ma_segment_account((int64_t)(need - old));
+    ma_unlock(&cache_lock);
     return (uint8_t *)moved + moved->offset;
 }
 
 void ma_large_stats(ma_large_stats_t *out) {
-    ma_segment_lock();
+    ma_lock(&cache_lock);
     *out = stats;
     out->cached_bytes = cache_bytes;
-    ma_segment_unlock();
+    ma_unlock(&cache_lock);
 }
 
 /* ma_heap_destroy and _reset: unmap every large block of the heap. */
@@ -305,17 +308,40 @@ void ma_large_release_owner(ma_heap_t *owner) {
     ma_large_t *list = owner->large_list;
     owner->large_list = NULL;
     ma_unlock(&owner->large_lock);
+    ma_lock(&cache_lock);
     while (list) {
         ma_large_t *next = list->next;
-        ma_segment_lock();
         stats.count--;
         stats.bytes -= list->map_size;
-        ma_segment_account_locked(-(int64_t)list->map_size);
-        ma_segment_unlock();
+        ma_segment_account(-(int64_t)list->map_size);
         unmap_large(list);
         list = next;
     }
+    ma_unlock(&cache_lock);
 }
+
+/* The purge tick of the cache: what has waited a purge delay (everything
+ * with all) is unmapped. */
+size_t ma_large_cache_tick(bool all) {
+    ma_lock(&cache_lock);
+    size_t released = cache_expire_locked(ma_os_now_ms(), all);
+    ma_unlock(&cache_lock);
+    return released;
+}
+
+size_t ma_large_trim(void) { return ma_large_cache_tick(true); }
+
+/* fn on the header of every large mapping, live or cached; none is
+ * unmapped meanwhile (fn must not take cache_lock). */
+void ma_large_visit_all(ma_region_visit_fn *fn, void *arg) {
+    ma_lock(&cache_lock);
+    ma_segment_visit_large(fn, arg);
+    ma_unlock(&cache_lock);
+}
+
+void ma_large_fork_prepare(void) { ma_lock(&cache_lock); }
+void ma_large_fork_parent(void) { ma_unlock(&cache_lock); }
+void ma_large_fork_child(void) { pthread_mutex_init(&cache_lock, NULL); }
 
 /* fn on each large block of the heap, under its large_lock; stops at the
  * first non-zero result and returns it. */

@@ -45,39 +45,6 @@ void ma_page_setup(ma_page_t *page, ma_heap_t *heap, unsigned cls) {
     atomic_store_explicit(&page->thread_free, 0, memory_order_relaxed);
 }
 
-/* An empty page becomes a heap's spare span (heap.c). Its descriptor says
- * "no blocks" (block size and capacity 0), so a stale pointer into it is
- * an invalid free; but its blocks stay carved, all free on its two lists,
- * canaries and fills in place, so that ma_page_revive can hand them out
- * again for the same class without carving them anew. Programs that fill
- * and empty pages in batches otherwise pay the carving (and in checked
- * mode the canaries and the shuffle) for every block of every batch. */
-void ma_page_retire(ma_page_t *page) {
-    MA_ASSERT(ma_page_used(page) == 0 && !page->pinned && !page->in_full);
-    page->kept_capacity = page->capacity;
-    __atomic_store_n(&page->capacity, 0, __ATOMIC_RELAXED);
-    __atomic_store_n(&page->carved, 0, __ATOMIC_RELAXED);
-    page->block_size = 0;
-    page->used = 0;
-    page->allocs = 0;
-}
-
-/* A retired page, taken back by its heap for its old class. The blocks
- * are handed out in the order they were freed, as from any page. */
-void ma_page_revive(ma_page_t *page) {
-    page->block_size = (uint32_t)ma_sizeclass_size(page->sclass);
-    __atomic_store_n(&page->capacity, page->kept_capacity, __ATOMIC_RELAXED);
-    __atomic_store_n(&page->carved, page->kept_capacity * page->block_size, __ATOMIC_RELAXED);
-    page->in_full = 0;
-    page->pinned = 0;
-    page->next = page->prev = NULL;
-    atomic_store_explicit(&page->thread_free, 0, memory_order_relaxed);
-    if (!page->free) {
-        page->free = page->local_free;
-        page->local_free = NULL;
-    }
-}
-
 #define EXTEND_MAX_BLOCKS (EXTEND_BYTES / MA_ALIGN_MIN)
 _Static_assert(EXTEND_MIN_BLOCKS <= EXTEND_MAX_BLOCKS, "extend_checked's index array");
 

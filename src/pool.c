@@ -212,9 +212,9 @@ void ma_heap_stats(ma_heap_t *h, ma_heap_stats_t *out) {
     } else {
         visit_ctx_t ctx = {.fn = NULL, .arg = NULL, .stats = out};
         visit_user(h, &ctx);
-        ma_segment_lock();
-        out->os_bytes += h->segment_count * MA_SEGMENT_SIZE;
-        ma_segment_unlock();
+        ma_segment_set_lock(&h->segs);
+        out->os_bytes += h->segs.count * MA_SEGMENT_SIZE;
+        ma_segment_set_unlock(&h->segs);
     }
     leave(h);
 }

@@ -1,13 +1,24 @@
-/* segment.c - 4 MiB segments cut into spans of 64 KiB slices, the byte map
- * that tells our regions from other memory, and purging.
+/* segment.c - 4 MiB segments cut into spans of 64 KiB slices, the sets of
+ * segments that heaps own, the pool of free segments, the byte map that
+ * tells our regions from other memory, and purging.
  *
- * One lock (the segment lock) guards every segment's masks and the list of
- * segments; it is taken only when a heap needs a new page or gives one back,
- * never on the malloc/free fast paths. A free slice is "dirty" until purged:
- * a span freed now is purged after 1-2 purge delays (dirty_old is the set
- * that was already dirty at the previous tick), at once when more than
- * MAPALLOC_DIRTY_MAX_MB are dirty, and a segment left empty for a whole tick
- * is unmapped.
+ * Every segment belongs to one set (a heap's, ma_segset_t) or lies in the
+ * pool. A set's segments, their masks and their spans change under the
+ * set's lock, which its heap's thread takes to take or give back a span
+ * (uncontended: no other thread allocates from the set) and which any
+ * thread takes to purge, trim or look at the set. The pool is a list of
+ * entirely free segments under its own lock, taken only when a set runs
+ * out of room or has an empty segment too many: 4 MiB at a time, not a
+ * page at a time.
+ *
+ * A free slice is "dirty" until purged. Spans are taken from dirty slices
+ * first (no page faults), and purged (madvise) once they have stayed free
+ * for one to two purge delays: dirty_old is the part of a segment that was
+ * already dirty at its set's previous purge tick. When more than
+ * MAPALLOC_DIRTY_MAX_MB is dirty in all, the set that frees purges its
+ * oldest dirty slices at once. Pool segments are purged the same way, and
+ * unmapped when the pool holds more than MA_POOL_KEEP of them or on trim.
+ * Lock order: a set's lock, then the pool lock.
  */
 #include <string.h>
 #include "internal.h"
@@ -30,6 +41,9 @@ static _Atomic uint64_t map_touched[MA_SEGMAP_ENTRIES / MAP_CHUNK / 64];
 #define HEADER_BYTES ((sizeof(ma_segment_t) + MA_OS_PAGE - 1) & ~(size_t)(MA_OS_PAGE - 1))
 #define GUARD_SLICE ((uint64_t)1 << (MA_SEGMENT_SLICES - 1))
 
+#define SET_EMPTY_KEEP 1u   /* entirely free segments a set keeps before the pool gets them */
+#define POOL_KEEP 16u       /* free segments the pool keeps mapped (purged) beyond trim */
+
 static uint64_t slices_usable(void) { return ma_secure ? MA_SLICES_USABLE & ~GUARD_SLICE : MA_SLICES_USABLE; }
 
 static void guard_segment(ma_segment_t *seg) {
@@ -37,17 +51,13 @@ static void guard_segment(ma_segment_t *seg) {
     ma_os_protect((uint8_t *)seg + MA_SEGMENT_SIZE - MA_SLICE_SIZE, MA_SLICE_SIZE, false);
 }
 
-static pthread_mutex_t seg_lock = PTHREAD_MUTEX_INITIALIZER;
-static ma_segment_t *seg_list;     /* all segments, oldest first */
-static ma_segment_t *seg_last;
-static uint64_t dirty_bytes;       /* free slices that may be resident */
-static uint64_t inuse_bytes;       /* bytes in spans and live large mappings */
-static uint64_t inuse_peak;
-static uint64_t last_tick_ms;
-
-void ma_segment_lock(void) { ma_lock(&seg_lock); }
-void ma_segment_unlock(void) { ma_unlock(&seg_lock); }
-void ma_segment_fork_child(void) { pthread_mutex_init(&seg_lock, NULL); }
+static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
+static ma_segment_t *pool;          /* pool lock: free segments, most recently added first */
+static uint32_t pool_count;         /* pool lock */
+static uint64_t pool_tick_ms;       /* pool lock: the pool's last purge tick */
+static _Atomic uint64_t dirty_bytes;  /* free slices that may be resident, everywhere */
+static _Atomic uint64_t inuse_bytes;  /* bytes in spans and live large mappings */
+static _Atomic uint64_t inuse_peak;
 
 void ma_segment_map_set(uintptr_t base, uint8_t v) {
     size_t i = base >> MA_SEGMENT_SHIFT;
@@ -57,6 +67,22 @@ void ma_segment_map_set(uintptr_t base, uint8_t v) {
     if (v != MA_MAP_NONE && !(atomic_load_explicit(word, memory_order_relaxed) & bit))
         atomic_fetch_or_explicit(word, bit, memory_order_relaxed);
 }
+
+void ma_segment_account(int64_t delta) {
+    uint64_t now = atomic_fetch_add_explicit(&inuse_bytes, (uint64_t)delta, memory_order_relaxed) + (uint64_t)delta;
+    uint64_t peak = atomic_load_explicit(&inuse_peak, memory_order_relaxed);
+    while (delta > 0 && now > peak &&
+           !atomic_compare_exchange_weak_explicit(&inuse_peak, &peak, now, memory_order_relaxed,
+                                                  memory_order_relaxed)) {
+    }
+}
+
+uint64_t ma_segment_inuse(uint64_t *peak) {
+    if (peak) *peak = atomic_load_explicit(&inuse_peak, memory_order_relaxed);
+    return atomic_load_explicit(&inuse_bytes, memory_order_relaxed);
+}
+
+uint64_t ma_segment_dirty(void) { return atomic_load_explicit(&dirty_bytes, memory_order_relaxed); }
 
 static uint64_t run_mask(unsigned first, unsigned count) {
     uint64_t ones = count >= 64 ? ~(uint64_t)0 : (((uint64_t)1 << count) - 1);
@@ -77,37 +103,62 @@ static int find_run(uint64_t mask, unsigned count) {
 
 static size_t slices_bytes(uint64_t mask) { return (size_t)__builtin_popcountll(mask) << MA_SLICE_SHIFT; }
 
-static void purge_mask(ma_segment_t *seg, uint64_t mask) {
-    while (mask) {
-        unsigned first = (unsigned)__builtin_ctzll(mask);
-        uint64_t rest = ~(mask >> first);
+static void dirty_add(int64_t delta) { atomic_fetch_add_explicit(&dirty_bytes, (uint64_t)delta, memory_order_relaxed); }
+
+static bool segment_empty(const ma_segment_t *seg) { return seg->free_mask == slices_usable(); }
+
+/* madvise the slices of mask (the caller's lock held), run by run. */
+static size_t purge_slices(ma_segment_t *seg, uint64_t mask) {
+    size_t bytes = slices_bytes(mask);
+    for (uint64_t m = mask; m;) {
+        unsigned first = (unsigned)__builtin_ctzll(m);
+        uint64_t rest = ~(m >> first);
         unsigned count = rest ? (unsigned)__builtin_ctzll(rest) : 64 - first;
         ma_os_purge((uint8_t *)seg + ((size_t)first << MA_SLICE_SHIFT), (size_t)count << MA_SLICE_SHIFT);
-        mask &= ~run_mask(first, count);
+        m &= ~run_mask(first, count);
     }
-}
-
-static void purge_slices(ma_segment_t *seg, uint64_t mask) {
-    purge_mask(seg, mask);
     seg->dirty_mask &= ~mask;
     seg->dirty_old &= ~mask;
-    dirty_bytes -= slices_bytes(mask);
+    dirty_add(-(int64_t)bytes);
+    return bytes;
 }
 
-static void list_remove(ma_segment_t *seg) {
+/* ---- Lists: a set's segments and the pool, both doubly linked ---- */
+
+static void list_push(ma_segment_t **head, ma_segment_t *seg) {
+    seg->prev = NULL;
+    seg->next = *head;
+    if (*head) (*head)->prev = seg;
+    *head = seg;
+}
+
+static void list_remove(ma_segment_t **head, ma_segment_t *seg) {
     if (seg->prev) seg->prev->next = seg->next;
-    else seg_list = seg->next;
+    else *head = seg->next;
     if (seg->next) seg->next->prev = seg->prev;
-    else seg_last = seg->prev;
+    seg->next = seg->prev = NULL;
 }
 
-/* Unmap a segment, whatever it still holds (a destroyed heap's pages). */
+/* ---- Mapping and unmapping ---- */
+
+static ma_segment_t *segment_new(void) {
+    ma_segment_t *seg = ma_os_map_aligned(MA_SEGMENT_SIZE, MA_SEGMENT_SIZE);
+    if (!seg) return NULL;
+    if (ma_secure) guard_segment(seg);
+    seg->kind = MA_KIND_SEGMENT;
+    seg->free_mask = slices_usable();
+    /* Fresh slices are neither resident nor counted as committed. */
+    atomic_fetch_sub_explicit(&ma_os_stats.committed, MA_SEGMENT_SIZE - MA_SLICE_SIZE, memory_order_relaxed);
+    ma_segment_map_set((uintptr_t)seg, MA_MAP_SEGMENT);
+    return seg;
+}
+
+/* Unmap a segment, whatever it still holds (a destroyed heap's pages);
+ * it is on no list. */
 static void segment_unmap(ma_segment_t *seg) {
-    list_remove(seg);
     uint64_t used = ~seg->free_mask & slices_usable();
-    dirty_bytes -= slices_bytes(seg->dirty_mask);
-    ma_segment_account_locked(-(int64_t)slices_bytes(used));
-    if (seg->owner) seg->owner->segment_count--;
+    dirty_add(-(int64_t)slices_bytes(seg->dirty_mask));
+    ma_segment_account(-(int64_t)slices_bytes(used));
     /* Purged and never-used slices are already out of "committed"; put
      * them back so that unmapping takes exactly the segment's size. */
     size_t resident = MA_SLICE_SIZE + slices_bytes(used | seg->dirty_mask);
@@ -118,98 +169,134 @@ static void segment_unmap(ma_segment_t *seg) {
     atomic_fetch_sub_explicit(&ma_os_stats.released, MA_SEGMENT_SIZE - resident, memory_order_relaxed);
 }
 
-/* ma_heap_destroy and _reset: every segment of the heap goes back at once. */
-void ma_segment_release_owner(ma_heap_t *owner) {
-    ma_lock(&seg_lock);
-    ma_segment_t *next;
-    for (ma_segment_t *seg = seg_list; seg; seg = next) {
-        next = seg->next;
-        if (seg->owner == owner) segment_unmap(seg);
-    }
-    ma_unlock(&seg_lock);
-}
+/* ---- The pool ---- */
 
-/* Over the dirty bound: purge down to half of it, what has been dirty
- * longest first (dirty_old), so that a steady stream of frees does not
- * purge - and fault back - memory that is about to be reused. */
-static size_t purge_down_to(uint64_t target) {
-    size_t released = 0;
-    for (int pass = 0; pass < 2 && dirty_bytes > target; pass++) {
-        for (ma_segment_t *seg = seg_list; seg && dirty_bytes > target; seg = seg->next) {
-            uint64_t mask = pass == 0 ? (seg->dirty_old & seg->dirty_mask) : seg->dirty_mask;
-            released += slices_bytes(mask);
-            purge_slices(seg, mask);
-        }
-    }
-    return released;
-}
-
-/* Purge what has been dirty for a whole delay, unmap segments that stayed
- * empty; with force, purge and unmap everything free now. Lock held. */
-static size_t tick_locked(bool force) {
+/* Purge what has been dirty in the pool for a whole delay (everything
+ * with force), and unmap what it holds beyond `keep` segments, the least
+ * recently added first. Pool lock held. */
+static size_t pool_tick_locked(uint64_t now, bool force, uint32_t keep) {
     long delay = ma_option(MA_OPT_PURGE_DELAY_MS);
-    uint64_t now = ma_os_now_ms();
-    uint64_t max = (uint64_t)ma_option(MA_OPT_DIRTY_MAX_MB) << 20;
     size_t released = 0;
-    if (!force && dirty_bytes > max) released = purge_down_to(max / 2);
-    if (!force && (delay < 0 || now - last_tick_ms < (uint64_t)delay)) return released;
-    last_tick_ms = now;
+    bool tick = force || (delay >= 0 && now - pool_tick_ms >= (uint64_t)delay);
+    if (tick) pool_tick_ms = now;
+    uint32_t n = 0;
     ma_segment_t *next;
-    for (ma_segment_t *seg = seg_list; seg; seg = next) {
+    for (ma_segment_t *seg = pool; seg; seg = next) {
         next = seg->next;
-        uint64_t old = force ? seg->dirty_mask : (seg->dirty_old & seg->dirty_mask);
-        released += slices_bytes(old);
-        purge_slices(seg, old);
-        seg->dirty_old = seg->dirty_mask;
-        bool empty = seg->free_mask == slices_usable();
-        if (empty && (force || seg->was_empty)) {
-            released += MA_SLICE_SIZE;
+        if (++n > keep) {
+            list_remove(&pool, seg);
+            pool_count--;
+            released += MA_SLICE_SIZE + slices_bytes(seg->dirty_mask);
             segment_unmap(seg);
             continue;
         }
-        seg->was_empty = empty;
+        if (!tick) continue;
+        released += purge_slices(seg, force ? seg->dirty_mask : seg->dirty_old & seg->dirty_mask);
+        seg->dirty_old = seg->dirty_mask;
     }
-    return released + ma_large_cache_expire_locked(now, force);
-}
-
-void ma_segment_tick(bool force) {
-    ma_lock(&seg_lock);
-    tick_locked(force);
-    ma_unlock(&seg_lock);
-}
-
-size_t ma_segment_trim(void) {
-    ma_lock(&seg_lock);
-    size_t released = tick_locked(true);
-    ma_unlock(&seg_lock);
     return released;
 }
 
-static ma_segment_t *segment_new(ma_heap_t *owner) {
-    ma_segment_t *seg = ma_os_map_aligned(MA_SEGMENT_SIZE, MA_SEGMENT_SIZE);
-    if (!seg) return NULL;
-    if (ma_secure) guard_segment(seg);
-    seg->kind = MA_KIND_SEGMENT;
-    seg->owner = owner;
-    seg->free_mask = slices_usable();
-    /* Fresh slices are neither resident nor counted as committed. */
-    atomic_fetch_sub_explicit(&ma_os_stats.committed, MA_SEGMENT_SIZE - MA_SLICE_SIZE,
-                              memory_order_relaxed);
-    ma_segment_map_set((uintptr_t)seg, MA_MAP_SEGMENT);
+static void pool_put(ma_segment_t *seg) {
+    seg->set = NULL;
+    ma_lock(&pool_lock);
+    list_push(&pool, seg);
+    pool_count++;
+    pool_tick_locked(ma_os_now_ms(), false, POOL_KEEP);
+    ma_unlock(&pool_lock);
+}
+
+/* A free segment from the pool (one still resident first), or NULL. */
+static ma_segment_t *pool_take(void) {
+    ma_lock(&pool_lock);
+    ma_segment_t *seg = pool;
+    for (ma_segment_t *s = pool; s; s = s->next)
+        if (s->dirty_mask) {
+            seg = s;
+            break;
+        }
+    if (seg) {
+        list_remove(&pool, seg);
+        pool_count--;
+    }
+    ma_unlock(&pool_lock);
     return seg;
+}
+
+/* ---- Sets ---- */
+
+void ma_segment_set_init(ma_segset_t *set) {
+    pthread_mutex_init(&set->lock, NULL);
+    set->first = set->last = NULL;
+    set->count = 0;
+    set->empty = 0;
+    set->tick_ms = 0;
+}
+
+/* At the end: older segments are searched first and fill up, so that the
+ * newer ones can empty out and go to the pool. */
+static void set_add(ma_segset_t *set, ma_segment_t *seg) {
+    seg->set = set;
+    seg->next = NULL;
+    seg->prev = set->last;
+    if (set->last) set->last->next = seg;
+    else set->first = seg;
+    set->last = seg;
+    set->count++;
+    set->empty++;
+}
+
+static void set_remove(ma_segset_t *set, ma_segment_t *seg) {
+    if (set->last == seg) set->last = seg->prev;
+    list_remove(&set->first, seg);
+    set->count--;
+    if (segment_empty(seg)) set->empty--;
+}
+
+/* Purge the set's oldest dirty slices until the total is at most target.
+ * Set lock held. */
+static size_t purge_down_to(ma_segset_t *set, uint64_t target) {
+    size_t released = 0;
+    for (int pass = 0; pass < 2 && ma_segment_dirty() > target; pass++)
+        for (ma_segment_t *seg = set->first; seg && ma_segment_dirty() > target; seg = seg->next)
+            released += purge_slices(seg, pass == 0 ? seg->dirty_old & seg->dirty_mask : seg->dirty_mask);
+    return released;
+}
+
+/* The set's purge tick: what has been dirty for a whole delay is purged
+ * (all of it with force); over the dirty bound, the oldest at once. An
+ * empty segment beyond SET_EMPTY_KEEP goes to the pool (with force: every
+ * empty one). Set lock held. */
+static size_t set_tick_locked(ma_segset_t *set, uint64_t now, bool force) {
+    long delay = ma_option(MA_OPT_PURGE_DELAY_MS);
+    uint64_t max = (uint64_t)ma_option(MA_OPT_DIRTY_MAX_MB) << 20;
+    size_t released = 0;
+    if (!force && ma_segment_dirty() > max) released += purge_down_to(set, max / 2);
+    if (!force && (delay < 0 || now - set->tick_ms < (uint64_t)delay)) return released;
+    set->tick_ms = now;
+    ma_segment_t *next;
+    for (ma_segment_t *seg = set->first; seg; seg = next) {
+        next = seg->next;
+        released += purge_slices(seg, force ? seg->dirty_mask : seg->dirty_old & seg->dirty_mask);
+        seg->dirty_old = seg->dirty_mask;
+        if (segment_empty(seg) && (force || set->empty > SET_EMPTY_KEEP)) {
+            set_remove(set, seg);
+            pool_put(seg);
+        }
+    }
+    return released;
 }
 
 static ma_page_t *take_span(ma_segment_t *seg, unsigned first, unsigned count) {
     uint64_t run = run_mask(first, count);
     uint64_t resident = run & seg->dirty_mask;
-    atomic_fetch_add_explicit(&ma_os_stats.committed, slices_bytes(run & ~resident),
-                              memory_order_relaxed);
-    dirty_bytes -= slices_bytes(resident);
+    atomic_fetch_add_explicit(&ma_os_stats.committed, slices_bytes(run & ~resident), memory_order_relaxed);
+    dirty_add(-(int64_t)slices_bytes(resident));
+    if (segment_empty(seg)) seg->set->empty--;
     seg->free_mask &= ~run;
     seg->dirty_mask &= ~run;
     seg->dirty_old &= ~run;
-    seg->was_empty = 0;
-    ma_segment_account_locked((int64_t)count << MA_SLICE_SHIFT);
+    ma_segment_account((int64_t)count << MA_SLICE_SHIFT);
     ma_page_t *page = &seg->pages[first];
     for (unsigned i = 0; i < count; i++) seg->slice_first[first + i] = (uint8_t)first;
     page->slice_count = (uint8_t)count;
@@ -217,50 +304,44 @@ static ma_page_t *take_span(ma_segment_t *seg, unsigned first, unsigned count) {
     return page;
 }
 
-/* A span of `slices` slices in a segment of `owner` (NULL: the shared
- * ones), preferring slices that are still resident (no page faults) and
- * low segments (so high ones can empty out). */
-ma_page_t *ma_segment_span_alloc(unsigned slices, bool *zero, ma_heap_t *owner) {
-    ma_lock(&seg_lock);
-    tick_locked(false);
+/* A run of `slices` slices in the set's segments, oldest first (address
+ * ordered first fit), preferring slices that are still resident (no page
+ * faults). Set lock held. */
+static ma_page_t *set_take_locked(ma_segset_t *set, unsigned slices) {
     for (int pass = 0; pass < 2; pass++) {
-        for (ma_segment_t *seg = seg_list; seg; seg = seg->next) {
-            if (seg->owner != owner) continue;
+        for (ma_segment_t *seg = set->first; seg; seg = seg->next) {
             uint64_t mask = pass == 0 ? (seg->free_mask & seg->dirty_mask) : seg->free_mask;
             int first = find_run(mask, slices);
-            if (first >= 0) {
-                *zero = pass == 1 && ((run_mask((unsigned)first, slices) & seg->dirty_mask) == 0) &&
-                        ma_option(MA_OPT_PURGE_FREE) == 0;
-                ma_page_t *page = take_span(seg, (unsigned)first, slices);
-                ma_unlock(&seg_lock);
-                return page;
-            }
+            if (first >= 0) return take_span(seg, (unsigned)first, slices);
         }
     }
-    ma_unlock(&seg_lock);
-    ma_segment_t *seg = segment_new(owner);
-    if (!seg) return NULL;
-    ma_lock(&seg_lock);
-    if (owner) owner->segment_count++;
-    /* At the end: older segments are searched first and fill up, so the
-     * newer ones can empty out and be unmapped. */
-    seg->next = NULL;
-    seg->prev = seg_last;
-    if (seg_last) seg_last->next = seg;
-    else seg_list = seg;
-    seg_last = seg;
-    *zero = true;
-    ma_page_t *page = take_span(seg, (unsigned)find_run(seg->free_mask, slices), slices);
-    ma_unlock(&seg_lock);
+    return NULL;
+}
+
+/* A span of `slices` slices for a page of the set's heap: from its own
+ * segments, else from a segment of the pool or a new one. */
+ma_page_t *ma_segment_span_alloc(ma_segset_t *set, unsigned slices) {
+    ma_lock(&set->lock);
+    ma_page_t *page = set_take_locked(set, slices);
+    if (page) set_tick_locked(set, ma_os_now_ms(), false);
+    ma_unlock(&set->lock);
+    if (page) return page;
+    ma_segment_t *seg = pool_take();
+    if (!seg && (seg = segment_new()) == NULL) return NULL;
+    ma_lock(&set->lock);
+    set_add(set, seg);
+    page = take_span(seg, (unsigned)find_run(seg->free_mask, slices), slices);
+    ma_unlock(&set->lock);
     return page;
 }
 
+/* The span of page back to its segment, dirty. */
 void ma_segment_span_free(ma_page_t *page) {
     ma_segment_t *seg = (ma_segment_t *)((uintptr_t)page & ~MA_SEGMENT_MASK);
+    ma_segset_t *set = seg->set;
     unsigned first = (unsigned)(page - seg->pages);
-    unsigned count = page->slice_count;
-    uint64_t run = run_mask(first, count);
-    ma_lock(&seg_lock);
+    uint64_t run = run_mask(first, page->slice_count);
+    ma_lock(&set->lock);
     MA_ASSERT((seg->free_mask & run) == 0);
     page->block_size = 0;
     __atomic_store_n(&page->capacity, 0, __ATOMIC_RELAXED);
@@ -268,16 +349,62 @@ void ma_segment_span_free(ma_page_t *page) {
     page->heap = NULL;
     seg->free_mask |= run;
     seg->dirty_mask |= run;
-    dirty_bytes += slices_bytes(run);
-    ma_segment_account_locked(-((int64_t)count << MA_SLICE_SHIFT));
+    dirty_add((int64_t)slices_bytes(run));
+    ma_segment_account(-(int64_t)slices_bytes(run));
+    if (segment_empty(seg)) set->empty++;
     if (ma_option(MA_OPT_PURGE_DELAY_MS) == 0) purge_slices(seg, run);
-    tick_locked(false);
-    ma_unlock(&seg_lock);
+    set_tick_locked(set, ma_os_now_ms(), false);
+    ma_unlock(&set->lock);
 }
 
-void ma_segment_visit_pages(ma_page_visit_fn *fn, void *arg) {
-    ma_lock(&seg_lock);
-    for (ma_segment_t *seg = seg_list; seg; seg = seg->next) {
+/* Purge the set as its tick would (all of it, and every empty segment to
+ * the pool, with force). Any thread. */
+size_t ma_segment_set_trim(ma_segset_t *set, bool force) {
+    ma_lock(&set->lock);
+    size_t released = set_tick_locked(set, ma_os_now_ms(), force);
+    ma_unlock(&set->lock);
+    return released;
+}
+
+/* A heap abandoned by its thread: its empty segments go to the pool, where
+ * any thread can take them, dirty as they are (the pool purges them). */
+void ma_segment_set_shed(ma_segset_t *set) {
+    ma_lock(&set->lock);
+    ma_segment_t *next;
+    for (ma_segment_t *seg = set->first; seg; seg = next) {
+        next = seg->next;
+        if (!segment_empty(seg)) continue;
+        set_remove(set, seg);
+        pool_put(seg);
+    }
+    ma_unlock(&set->lock);
+}
+
+/* ma_heap_destroy and _reset: every segment of the set back to the OS at
+ * once, whatever its pages hold. */
+void ma_segment_set_release(ma_segset_t *set) {
+    ma_lock(&set->lock);
+    while (set->first) {
+        ma_segment_t *seg = set->first;
+        set_remove(set, seg);
+        segment_unmap(seg);
+    }
+    set->empty = 0;
+    ma_unlock(&set->lock);
+}
+
+/* The pool's tick (everything free and purged with force, unmapping all
+ * but keep segments). */
+size_t ma_segment_pool_trim(bool force, uint32_t keep) {
+    ma_lock(&pool_lock);
+    size_t released = pool_tick_locked(ma_os_now_ms(), force, keep);
+    ma_unlock(&pool_lock);
+    return released;
+}
+
+void ma_segment_visit_pages(ma_segset_t *set, ma_page_visit_fn *fn, void *arg) {
+    ma_lock(&set->lock);
+    for (ma_segment_t *seg = set->first; seg; seg = seg->next) {
         for (unsigned i = 1; i < MA_SEGMENT_SLICES; i++) {
             const ma_page_t *page = &seg->pages[i];
             if ((seg->free_mask >> i) & 1) continue;
@@ -285,13 +412,21 @@ void ma_segment_visit_pages(ma_page_visit_fn *fn, void *arg) {
             fn(page, arg);
         }
     }
-    ma_unlock(&seg_lock);
+    ma_unlock(&set->lock);
 }
 
+/* ---- fork: the set locks are heap.c's to take (it knows the sets) ---- */
+
+void ma_segment_set_lock(ma_segset_t *set) { ma_lock(&set->lock); }
+void ma_segment_set_unlock(ma_segset_t *set) { ma_unlock(&set->lock); }
+void ma_segment_set_fork_child(ma_segset_t *set) { pthread_mutex_init(&set->lock, NULL); }
+void ma_segment_fork_prepare(void) { ma_lock(&pool_lock); }
+void ma_segment_fork_parent(void) { ma_unlock(&pool_lock); }
+void ma_segment_fork_child(void) { pthread_mutex_init(&pool_lock, NULL); }
+
 /* fn on the header of every large mapping in the byte map (live or
- * cached), under the segment lock: fn must not take it. */
+ * cached). The caller keeps them from being unmapped meanwhile. */
 void ma_segment_visit_large(ma_region_visit_fn *fn, void *arg) {
-    ma_lock(&seg_lock);
     for (size_t chunk = 0; chunk < MA_SEGMAP_ENTRIES / MAP_CHUNK; chunk++) {
         if (!(atomic_load_explicit(&map_touched[chunk / 64], memory_order_relaxed) >> (chunk % 64) & 1))
             continue;
@@ -299,18 +434,4 @@ void ma_segment_visit_large(ma_region_visit_fn *fn, void *arg) {
             if (atomic_load_explicit(&ma_segmap[i], memory_order_relaxed) == MA_MAP_LARGE)
                 fn((void *)(i << MA_SEGMENT_SHIFT), arg);
     }
-    ma_unlock(&seg_lock);
-}
-
-void ma_segment_account_locked(int64_t delta) {
-    inuse_bytes += (uint64_t)delta;
-    if (inuse_bytes > inuse_peak) inuse_peak = inuse_bytes;
-}
-
-uint64_t ma_segment_inuse(uint64_t *peak) {
-    ma_lock(&seg_lock);
-    uint64_t now = inuse_bytes;
-    if (peak) *peak = inuse_peak;
-    ma_unlock(&seg_lock);
-    return now;
 }

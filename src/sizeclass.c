@@ -2,7 +2,11 @@
  *
  * Classes 1..16 are 16..256 bytes in steps of 16 (the alignment floor);
  * above, each power of two is split in 8, so a block wastes at most 1/8 of
- * the request (12.5%). Class 96 is 256 KiB, MA_MEDIUM_MAX. ma_sizeclass_of
+ * the request (12.5%). Class 96 is 256 KiB, MA_PAGED_MAX. Classes 97..124
+ * are 320 KiB to 2 MiB (MA_MEDIUM_MAX) in steps of a slice: one block fills
+ * a span of its own, so a big block is taken from and given back to its
+ * heap's segments like any page, without a mapping of its own (no system
+ * call, no page fault when the span was used before). ma_sizeclass_of
  * (internal.h) is the inverse, computed with one count of leading zeros.
  *
  * A page spans enough 64 KiB slices to hold at least 8 blocks, so the tail
@@ -15,12 +19,14 @@ static uint8_t class_slices[MA_CLASS_COUNT];
 
 static size_t compute_size(unsigned cls) {
     if (cls <= MA_CLASS_LINEAR) return (size_t)cls * 16;
+    if (cls > MA_PAGED_CLASSES) return MA_PAGED_MAX + ((size_t)(cls - MA_PAGED_CLASSES) << MA_SLICE_SHIFT);
     unsigned k = cls - MA_CLASS_LINEAR - 1;
     unsigned b = 8 + k / 8, idx = 8 + k % 8;
     return (size_t)(idx + 1) << (b - 3);
 }
 
 static unsigned compute_slices(size_t size) {
+    if (size > MA_PAGED_MAX) return (unsigned)(size >> MA_SLICE_SHIFT);
     unsigned slices = 1;
     while ((size_t)slices * MA_SLICE_SIZE < 8 * size && slices < MA_SPAN_MAX_SLICES) slices *= 2;
     return slices;

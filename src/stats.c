@@ -28,7 +28,9 @@ static void gather(ma_stats_t *st, class_figures_t *f) {
     memset(f, 0, sizeof *f);
     memset(st, 0, sizeof *st);
     ma_heap_sum_class_allocs(f->allocs);
-    ma_segment_visit_pages(visit_page, f);
+    ma_heap_lock();
+    ma_heap_visit_pages_locked(visit_page, f);
+    ma_heap_unlock();
     for (unsigned c = 1; c < MA_CLASS_COUNT; c++) {
         size_t size = ma_sizeclass_size(c);
         st->blocks_allocated += f->allocs[c];
@@ -127,6 +129,8 @@ int ma_trim(size_t pad) {
     if (ma_checked) ma_check_flush();
     ma_heap_t *heap = ma_heap_current();
     if (heap) ma_heap_collect(heap, true);
-    ma_heap_collect_abandoned();
-    return ma_segment_trim() > 0;
+    size_t released = ma_heap_trim_all();
+    released += ma_segment_pool_trim(true, 0);
+    released += ma_large_trim();
+    return released > 0;
 }

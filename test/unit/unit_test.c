@@ -22,7 +22,8 @@ static void test_sizeclasses(void) {
         size_t size = ma_sizeclass_size(c);
         if (c < 1 || c >= MA_CLASS_COUNT || size < n || size % 16 != 0) bad++;
         if (c > 1 && ma_sizeclass_size(c - 1) >= n) bad++;           /* smallest class that fits */
-        if (n > 128 && (size - n) * 8 > n) bad++;                    /* waste <= 12.5% of the request */
+        if (n > 128 && n <= MA_PAGED_MAX && (size - n) * 8 > n) bad++; /* waste <= 12.5% of the request */
+        if (n > MA_PAGED_MAX && (size - n >= MA_SLICE_SIZE || size % MA_SLICE_SIZE)) bad++; /* whole slices */
         if (c < prev) bad++;                                         /* monotonic */
         prev = c;
     }
@@ -31,7 +32,8 @@ static void test_sizeclasses(void) {
     CHECK_EQ_U(ma_sizeclass_size(MA_CLASS_COUNT - 1), MA_MEDIUM_MAX);
     for (unsigned c = 1; c < MA_CLASS_COUNT; c++) {
         size_t span = (size_t)ma_sizeclass_slices(c) << MA_SLICE_SHIFT;
-        CHECK(span / ma_sizeclass_size(c) >= 8 || ma_sizeclass_slices(c) == MA_SPAN_MAX_SLICES);
+        if (c > MA_PAGED_CLASSES) CHECK_EQ_U(span, ma_sizeclass_size(c));  /* one block, the whole span */
+        else CHECK(span / ma_sizeclass_size(c) >= 8 || ma_sizeclass_slices(c) == MA_SPAN_MAX_SLICES);
         CHECK(ma_sizeclass_slices(c) <= MA_SPAN_MAX_SLICES);
     }
 }
@@ -87,11 +89,12 @@ static void test_lookup(void) {
 }
 
 static ma_heap_t fake_heap;
+static ma_segset_t test_set;  /* segments of the tests' own */
 
 static void test_page_lists(void) {
-    bool zero;
     unsigned cls = ma_sizeclass_of(100);
-    ma_page_t *page = ma_segment_span_alloc(ma_sizeclass_slices(cls), &zero, NULL);
+    ma_segment_set_init(&test_set);
+    ma_page_t *page = ma_segment_span_alloc(&test_set, ma_sizeclass_slices(cls));
     if (!CHECK(page != NULL)) return;
     CHECK_EQ_U((uintptr_t)page->start % MA_SLICE_SIZE, 0);
     ma_page_setup(page, &fake_heap, cls);
@@ -151,12 +154,11 @@ static void test_page_lists(void) {
 }
 
 static void test_spans(void) {
-    bool zero;
     ma_page_t *spans[40];
     unsigned sizes[40];
     for (int i = 0; i < 40; i++) {
         sizes[i] = 1u << (i % 6);
-        spans[i] = ma_segment_span_alloc(sizes[i], &zero, NULL);
+        spans[i] = ma_segment_span_alloc(&test_set, sizes[i]);
         if (!CHECK(spans[i] != NULL)) return;
         CHECK_EQ_U((uintptr_t)spans[i]->start % MA_SLICE_SIZE, 0);
         CHECK_EQ_U(spans[i]->slice_count, sizes[i]);
@@ -182,6 +184,7 @@ static void test_spans(void) {
         spans[i]->block_size = 1;  /* as if set up; span_free clears it */
         ma_segment_span_free(spans[i]);
     }
+    ma_segment_set_trim(&test_set, true);
     ma_trim(0);
     ma_stats_get(&after);
     CHECK(after.os_committed < before.os_committed);
