@@ -66,6 +66,7 @@ static MA_COLD void *alloc_first(size_t size) {
  * there: all of them but MAPALLOC_SECURE's, whose thread heap is in
  * ma_heap_tls (its blocks need a larger class than the size: the canary). */
 MA_NOINLINE void *ma_alloc_slow(ma_heap_t *heap, size_t size) {
+    ma_purger_kick();
     if (MA_UNLIKELY(ma_checked)) return ma_check_malloc(size);
     if (MA_UNLIKELY(heap == &ma_heap_empty)) return alloc_first(size);
     if (size > MA_MEDIUM_MAX) return ma_large_alloc(size, MA_ALIGN_MIN, false, NULL);

@@ -97,6 +97,9 @@ void ma_free_remote(ma_page_t *page, ma_block_t *b) {
                 b->next = ma_block_encode((void *)head);
             } while (!atomic_compare_exchange_weak_explicit(&heap->remote_full, &head, (uintptr_t)b,
                                                             memory_order_release, memory_order_relaxed));
+            /* a heap with no thread: whoever next needs memory collects it */
+            if (atomic_load_explicit(&heap->is_abandoned, memory_order_relaxed))
+                atomic_store_explicit(&ma_heap_abandoned_news, true, memory_order_relaxed);
             return;
         }
         b->next = ma_block_encode((void *)old);
@@ -123,6 +126,7 @@ void ma_free_slow(void *p) {
     }
     if (p == NULL) return;
     int saved = errno;
+    ma_purger_kick();
     void *region = ma_region_of(p);
     ma_large_t *large = large_owning(region, p);
     ma_heap_t *fixed;

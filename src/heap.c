@@ -31,6 +31,9 @@ __thread ma_heap_t *ma_heap_checked_tls __attribute__((tls_model("initial-exec")
 static pthread_mutex_t heaps_lock = PTHREAD_MUTEX_INITIALIZER;
 static ma_heap_t *all_heaps;        /* every heap ever made */
 static ma_heap_t *abandoned;        /* heaps with no thread */
+/* A block was freed into an abandoned heap since the last collection (free.c
+ * sets it on the rare path where a parked page reports to its heap). */
+_Atomic bool ma_heap_abandoned_news;
 static uint64_t heap_count;
 static uint8_t *meta_next, *meta_end;  /* bump area for heap structs */
 
@@ -177,8 +180,17 @@ static void retire_add(ma_heap_t *heap, ma_page_t *page) {
     heap->retired[heap->retired_count++] = page;
 }
 
+/* A span from the heap's segments or the pool; before a new segment is
+ * mapped, the abandoned heaps that blocks were freed into give back what
+ * became free (a worker's memory, freed by the main thread, serves it). */
 static ma_page_t *page_new(ma_heap_t *heap, unsigned cls) {
-    ma_page_t *page = ma_segment_span_alloc(&heap->segs, ma_sizeclass_slices(cls));
+    unsigned slices = ma_sizeclass_slices(cls);
+    ma_page_t *page = ma_segment_span_alloc(&heap->segs, slices, false);
+    if (!page && atomic_load_explicit(&ma_heap_abandoned_news, memory_order_relaxed)) {
+        ma_heap_collect_abandoned(false);
+        page = ma_segment_span_alloc(&heap->segs, slices, false);
+    }
+    if (!page) page = ma_segment_span_alloc(&heap->segs, slices, true);
     if (!page) return NULL;
     ma_page_setup(page, heap, cls);
     return page;
@@ -278,12 +290,22 @@ void ma_heap_collect(ma_heap_t *heap, bool release_all) {
 
 /* ---- Thread start and exit -------------------------------------------------- */
 
+/* Room for more heap structs, mapped outside the heaps lock; false if
+ * the mapping fails. (A chunk mapped by two threads at once leaves the
+ * rest of one unused: rare, and harmless.) */
+static bool meta_refill(void) {
+    uint8_t *chunk = ma_os_map(META_CHUNK);
+    if (!chunk) return false;
+    ma_lock(&heaps_lock);
+    meta_next = chunk;
+    meta_end = chunk + META_CHUNK;
+    ma_unlock(&heaps_lock);
+    return true;
+}
+
+/* A new heap struct from the metadata chunk (heaps lock held; the caller
+ * made sure there is room). */
 static ma_heap_t *heap_new_locked(void) {
-    if ((size_t)(meta_end - meta_next) < HEAP_STRIDE) {
-        meta_next = ma_os_map(META_CHUNK);
-        if (!meta_next) return NULL;
-        meta_end = meta_next + META_CHUNK;
-    }
     ma_heap_t *heap = (ma_heap_t *)meta_next;
     meta_next += HEAP_STRIDE;
     for (unsigned i = 0; i < MA_DIRECT_COUNT; i++) heap->direct[i] = &ma_page_empty;
@@ -294,15 +316,37 @@ static ma_heap_t *heap_new_locked(void) {
     return heap;
 }
 
+/* An abandoned heap's pages are all parked (park_all): a new owner takes
+ * back those with room now, and hears of the others through remote frees. */
+static void unpark_with_room(ma_heap_t *heap) {
+    ma_heap_drain_remote(heap);
+    ma_page_t *next;
+    for (ma_page_t *page = heap->full.first; page; page = next) {
+        next = page->next;
+        ma_page_collect(page);
+        if (page->free || page->capacity < page->reserved) ma_heap_page_event(heap, page);
+    }
+}
+
 ma_heap_t *ma_heap_thread_init(void) {
     ma_process_init();
-    ma_lock(&heaps_lock);
-    ma_heap_t *heap = abandoned;
-    if (heap) abandoned = heap->next_abandoned;
-    else heap = heap_new_locked();
-    if (heap) heap->owned = true;
-    ma_unlock(&heaps_lock);
+    ma_heap_t *heap = NULL;
+    for (;;) {
+        ma_lock(&heaps_lock);
+        heap = abandoned;
+        if (heap) abandoned = heap->next_abandoned;
+        else if (meta_end - meta_next >= (ptrdiff_t)HEAP_STRIDE) heap = heap_new_locked();
+        if (heap) {
+            heap->owned = true;
+            atomic_store_explicit(&heap->is_abandoned, false, memory_order_relaxed);
+        }
+        ma_unlock(&heaps_lock);
+        /* a new metadata chunk is mapped outside the lock: a failed mmap
+         * may release memory, which takes it (ma_heap_collect_abandoned) */
+        if (heap || !meta_refill()) break;
+    }
     if (!heap) return NULL;
+    unpark_with_room(heap);
     if (ma_checked) ma_heap_checked_tls = heap;  /* free's fast path must keep missing */
     else ma_heap_free_tls = heap;
     if (!ma_checked || ma_secure_only) ma_heap_tls = heap;
@@ -311,9 +355,39 @@ ma_heap_t *ma_heap_thread_init(void) {
     return heap;
 }
 
+/* Every page that still holds blocks goes to heap->full, parked, so that
+ * the first free into each reaches heap->remote_full: how a collector
+ * learns that an abandoned heap has frees to take. */
+static void park_all(ma_heap_t *heap) {
+    for (unsigned cls = 1; cls < MA_CLASS_COUNT; cls++) {
+        ma_pageq_t *q = &heap->queue[cls];
+        while (q->first) {
+            ma_page_t *page = q->first;
+            queue_remove(q, page);
+            while (!ma_page_park(page)) ma_page_collect(page);  /* a remote free came in */
+            if (ma_page_used(page) == 0) {
+                ma_page_unpark(page);
+                page_release(heap, page);
+                continue;
+            }
+            mark_full(page, true);
+            queue_push_back(&heap->full, page);
+        }
+        direct_update(heap, cls);
+    }
+}
+
+/* Gives back what an abandoned heap (or one being abandoned) holds free:
+ * its empty pages to its segments, its empty segments to the pool. */
+static void abandon(ma_heap_t *heap) {
+    ma_heap_collect(heap, true);
+    park_all(heap);
+    ma_segment_set_shed(&heap->segs);
+}
+
 /* pthread key destructor: the thread is exiting. All its empty pages go
- * back to its segments, and its empty segments to the pool, where any
- * thread can use them. (Keeping
+ * back to its segments, its empty segments to the pool, where any thread
+ * can use them, and the pages that still hold blocks are parked. (Keeping
  * the first page of each class for the next thread was measured: with
  * threads that use many classes it let RSS climb with every generation.)
  * Later frees by this thread take the remote path; a later malloc adopts a
@@ -321,13 +395,13 @@ ma_heap_t *ma_heap_thread_init(void) {
 void ma_heap_thread_done(void *arg) {
     ma_heap_t *heap = arg;
     if (heap == NULL || heap == &ma_heap_empty) return;
-    ma_heap_collect(heap, true);
-    ma_segment_set_shed(&heap->segs);
+    abandon(heap);
     if (ma_heap_tls == heap) ma_heap_tls = &ma_heap_empty;
     if (ma_heap_free_tls == heap) ma_heap_free_tls = &ma_heap_empty;
     if (ma_heap_checked_tls == heap) ma_heap_checked_tls = NULL;
     ma_lock(&heaps_lock);
     heap->owned = false;
+    atomic_store_explicit(&heap->is_abandoned, true, memory_order_relaxed);
     heap->next_abandoned = abandoned;
     abandoned = heap;
     ma_unlock(&heaps_lock);
@@ -338,13 +412,27 @@ ma_heap_t *ma_heap_current(void) {
     return heap == &ma_heap_empty ? NULL : heap;
 }
 
-/* malloc_trim: every abandoned heap collected, then every heap's free
- * memory purged and its empty segments given to the pool. */
-size_t ma_heap_trim_all(void) {
+/* The abandoned heaps that blocks were freed into (every one with all):
+ * their frees taken and what became free given back, so that memory a
+ * thread left behind serves the others and can be purged, without waiting
+ * for a new thread to adopt its heap. Any thread; under the heaps lock,
+ * so no thread adopts a heap meanwhile. */
+void ma_heap_collect_abandoned(bool all) {
+    ma_lock(&heaps_lock);
+    atomic_store_explicit(&ma_heap_abandoned_news, false, memory_order_relaxed);
+    for (ma_heap_t *heap = abandoned; heap; heap = heap->next_abandoned)
+        if (all || atomic_load_explicit(&heap->remote_full, memory_order_relaxed)) abandon(heap);
+    ma_unlock(&heaps_lock);
+}
+
+/* The purge tick of every heap's segments (force: all that is free, now);
+ * the sets busy with their own thread are left for the next tick, unless
+ * force. */
+size_t ma_heap_purge_all(bool force) {
     size_t released = 0;
     ma_lock(&heaps_lock);
-    for (ma_heap_t *heap = abandoned; heap; heap = heap->next_abandoned) ma_heap_collect(heap, true);
-    for (ma_heap_t *heap = all_heaps; heap; heap = heap->next_all) released += ma_segment_set_trim(&heap->segs, true);
+    for (ma_heap_t *heap = all_heaps; heap; heap = heap->next_all)
+        released += ma_segment_set_trim(&heap->segs, force, !force);
     ma_unlock(&heaps_lock);
     return released;
 }
@@ -369,17 +457,20 @@ static void heap_clear(ma_heap_t *heap) {
 
 ma_heap_t *ma_heap_user_new(void) {
     ma_process_init();
-    ma_lock(&heaps_lock);
-    ma_heap_t *heap;
-    if (dead_count > QUARANTINE) {
-        heap = dead_first;
-        dead_first = heap->next_abandoned;
-        if (!dead_first) dead_last = NULL;
-        dead_count--;
-    } else {
-        heap = heap_new_locked();
+    ma_heap_t *heap = NULL;
+    for (;;) {
+        ma_lock(&heaps_lock);
+        if (dead_count > QUARANTINE) {
+            heap = dead_first;
+            dead_first = heap->next_abandoned;
+            if (!dead_first) dead_last = NULL;
+            dead_count--;
+        } else if (meta_end - meta_next >= (ptrdiff_t)HEAP_STRIDE) {
+            heap = heap_new_locked();
+        }
+        ma_unlock(&heaps_lock);
+        if (heap || !meta_refill()) break;
     }
-    ma_unlock(&heaps_lock);
     if (!heap) return NULL;
     heap_clear(heap);
     heap->large_list = NULL;

@@ -30,14 +30,17 @@ static void thread_done(void *heap) {
 static void fork_prepare(void) {
     ma_heap_fork_prepare();
     ma_large_fork_prepare();
+    ma_purger_fork_prepare();
 }
 
 static void fork_parent(void) {
+    ma_purger_fork_parent();
     ma_large_fork_parent();
     ma_heap_fork_parent();
 }
 
 static void fork_child(void) {
+    ma_purger_fork_child();
     ma_large_fork_child();
     ma_heap_fork_child();
 }
@@ -54,6 +57,7 @@ static MA_COLD void process_init_slow(void) {
     /* One more secret, under a multiplier that makes it unrelated to the
      * key by anything simpler than knowing it. */
     ma_canary_key = ma_key * 0x9E3779B97F4A7C15ull;
+    ma_purger_init();
     if (pthread_key_create(&ma_thread_key, thread_done) != 0)
         ma_diag_fatal("cannot create the thread key");
     atomic_store_explicit(&init_state, INIT_READY, memory_order_release);

@@ -210,6 +210,7 @@ struct ma_heap_s {
     _Atomic uintptr_t remote_full;       /* blocks freed into parked pages */
     /* Under the heaps lock. */
     bool owned;                          /* a live thread uses this heap */
+    _Atomic bool is_abandoned;           /* its thread exited (free.c reads it) */
     ma_heap_t *next_abandoned;           /* also: next destroyed user heap */
     ma_heap_t *next_all;
     /* User heaps (ma_heap_new / ma_heap_new_in). */
@@ -273,6 +274,11 @@ MA_HIDDEN const char *ma_os_getenv(const char *name);
 MA_HIDDEN void ma_os_write_err(const char *s, size_t n);
 MA_HIDDEN void ma_os_keep_stderr(void);
 MA_HIDDEN void ma_os_purge_mode(bool use_free);
+/* Called when the kernel refuses a mapping (ENOMEM): releases what memory
+ * it can and returns whether it did, and the mapping is tried once more.
+ * So no caller of ma_os_map* may hold an allocator lock. */
+typedef bool ma_os_reclaim_fn(void);
+MA_HIDDEN void ma_os_set_reclaim(ma_os_reclaim_fn *fn);
 MA_HIDDEN bool ma_os_protect(void *p, size_t size, bool access); /* PROT_NONE unless access */
 MA_HIDDEN bool ma_os_under_memcheck(void);
 typedef enum { MA_VG_NOACCESS, MA_VG_UNDEFINED, MA_VG_DEFINED } ma_vg_state_t;
@@ -303,6 +309,7 @@ typedef enum {
     MA_OPT_DIRTY_MAX_MB,     /* purge at once when more than this is dirty */
     MA_OPT_LARGE_CACHE_MB,   /* freed large mappings kept for reuse, at most */
     MA_OPT_VERBOSE,          /* warnings and notes on stderr */
+    MA_OPT_PURGER,           /* a background thread purges (purger.c) */
     MA_OPT_SECURE,           /* hardening: guards, canaries, quarantine (check.c) */
     MA_OPT_DEBUG,            /* debugging: fills, leak report at exit (check.c) */
     MA_OPT_COUNT
@@ -326,11 +333,12 @@ static inline unsigned ma_sizeclass_of(size_t n) {
 
 /* ---- segment.c: segments, spans, the byte map, purging ------------------ */
 MA_HIDDEN void ma_segment_set_init(ma_segset_t *set);
-MA_HIDDEN ma_page_t *ma_segment_span_alloc(ma_segset_t *set, unsigned slices);
+MA_HIDDEN ma_page_t *ma_segment_span_alloc(ma_segset_t *set, unsigned slices, bool map_new);
 MA_HIDDEN void ma_segment_span_free(ma_page_t *page);
-MA_HIDDEN size_t ma_segment_set_trim(ma_segset_t *set, bool force);
+MA_HIDDEN size_t ma_segment_set_trim(ma_segset_t *set, bool force, bool if_idle);
 MA_HIDDEN void ma_segment_set_release(ma_segset_t *set);
 MA_HIDDEN void ma_segment_set_shed(ma_segset_t *set);
+#define MA_POOL_KEEP 16u      /* free segments the pool keeps mapped (purged) */
 MA_HIDDEN size_t ma_segment_pool_trim(bool force, uint32_t keep);
 MA_HIDDEN void ma_segment_map_set(uintptr_t base, uint8_t v);
 MA_HIDDEN void ma_segment_set_lock(ma_segset_t *set);
@@ -538,7 +546,9 @@ MA_HIDDEN ma_page_t *ma_heap_find_page(ma_heap_t *heap, unsigned cls);
 MA_HIDDEN void ma_heap_page_event(ma_heap_t *heap, ma_page_t *page);
 MA_HIDDEN void ma_heap_drain_remote(ma_heap_t *heap);
 MA_HIDDEN void ma_heap_collect(ma_heap_t *heap, bool release_all);
-MA_HIDDEN size_t ma_heap_trim_all(void);
+MA_HIDDEN void ma_heap_collect_abandoned(bool all);
+MA_HIDDEN size_t ma_heap_purge_all(bool force);
+extern _Atomic bool ma_heap_abandoned_news MA_HIDDEN;
 MA_HIDDEN void ma_heap_fork_prepare(void);
 MA_HIDDEN void ma_heap_fork_parent(void);
 MA_HIDDEN void ma_heap_fork_child(void);
@@ -574,6 +584,7 @@ MA_HIDDEN size_t ma_large_usable(const ma_large_t *large);
 MA_HIDDEN bool ma_large_owns(const ma_large_t *large, const void *p);
 MA_HIDDEN size_t ma_large_cache_tick(bool all);
 MA_HIDDEN size_t ma_large_trim(void);
+MA_HIDDEN uint64_t ma_large_cached(void);
 MA_HIDDEN void ma_large_visit_all(ma_region_visit_fn *fn, void *arg);
 MA_HIDDEN void ma_large_fork_prepare(void);
 MA_HIDDEN void ma_large_fork_parent(void);
@@ -601,6 +612,13 @@ MA_HIDDEN void ma_fixed_stats(ma_heap_t *h, ma_heap_stats_t *out);
 MA_HIDDEN void ma_fixed_fork_prepare(void);  /* the registry lock and every fixed heap's lock */
 MA_HIDDEN void ma_fixed_fork_parent(void);
 MA_HIDDEN void ma_fixed_fork_child(void);
+
+/* ---- purger.c: the background purger; memory back when the OS refuses -- */
+MA_HIDDEN void ma_purger_init(void);
+MA_HIDDEN void ma_purger_kick(void);   /* slow paths, no lock held: start it if due */
+MA_HIDDEN void ma_purger_fork_prepare(void);
+MA_HIDDEN void ma_purger_fork_parent(void);
+MA_HIDDEN void ma_purger_fork_child(void);
 
 /* ---- alloc.c / free.c: the entry points' bodies ------------------------- */
 MA_HIDDEN void *ma_alloc_slow(ma_heap_t *heap, size_t size);

@@ -20,7 +20,7 @@
 
 static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
 static ma_large_t *cache;          /* cache_lock: most recently freed first */
-static uint64_t cache_bytes;       /* cache_lock */
+static _Atomic uint64_t cache_bytes; /* written under cache_lock; read by the purger's test */
 static ma_large_stats_t stats;     /* cache_lock */
 
 #define SHRINK_SLACK ((size_t)64 << 10)  /* smaller excess stays mapped */
@@ -39,7 +39,7 @@ static void guard_set(ma_large_t *large, bool on) {
 static void cache_remove(ma_large_t **link) {
     ma_large_t *large = *link;
     *link = large->next;
-    cache_bytes -= large->map_size;
+    atomic_fetch_sub_explicit(&cache_bytes, large->map_size, memory_order_relaxed);
 }
 
 static void unmap_large(ma_large_t *large) {
@@ -239,8 +239,7 @@ void ma_large_free(ma_large_t *large, const void *p) {
         large->cached_at = now;
         large->next = cache;
         cache = large;
-        cache_bytes += large->map_size;
-        stats.cached_bytes = cache_bytes;
+        atomic_fetch_add_explicit(&cache_bytes, large->map_size, memory_order_relaxed);
     } else {
         unmap_large(large);
     }
@@ -298,7 +297,7 @@ void *ma_large_realloc(ma_large_t *large, void *p, size_t size) {
 void ma_large_stats(ma_large_stats_t *out) {
     ma_lock(&cache_lock);
     *out = stats;
-    out->cached_bytes = cache_bytes;
+    out->cached_bytes = atomic_load_explicit(&cache_bytes, memory_order_relaxed);
     ma_unlock(&cache_lock);
 }
 
@@ -330,6 +329,8 @@ size_t ma_large_cache_tick(bool all) {
 }
 
 size_t ma_large_trim(void) { return ma_large_cache_tick(true); }
+
+uint64_t ma_large_cached(void) { return atomic_load_explicit(&cache_bytes, memory_order_relaxed); }
 
 /* fn on the header of every large mapping, live or cached; none is
  * unmapped meanwhile (fn must not take cache_lock). */

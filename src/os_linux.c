@@ -36,9 +36,26 @@ static void mapped_add(size_t size) {
     count(&ma_os_stats.committed, size);
 }
 
+static ma_os_reclaim_fn *reclaim_fn;
+static __thread bool reclaiming;  /* a mapping inside the hook: no second round */
+
+void ma_os_set_reclaim(ma_os_reclaim_fn *fn) { reclaim_fn = fn; }
+
 static void *raw_map(size_t size, int prot, int extra) {
     count(&ma_os_stats.mmap_calls, 1);
     void *p = mmap(NULL, size, prot, MAP_PRIVATE | MAP_ANONYMOUS | extra, -1, 0);
+    if (p == MAP_FAILED && errno == ENOMEM && reclaim_fn && !reclaiming) {
+        /* the address space or the commit limit is full: whatever we
+         * hold free goes back, then one more try */
+        reclaiming = true;
+        bool released = reclaim_fn();
+        reclaiming = false;
+        if (released) {
+            count(&ma_os_stats.mmap_calls, 1);
+            p = mmap(NULL, size, prot, MAP_PRIVATE | MAP_ANONYMOUS | extra, -1, 0);
+        }
+        errno = ENOMEM;
+    }
     return p == MAP_FAILED ? NULL : p;
 }
 

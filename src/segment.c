@@ -42,7 +42,6 @@ static _Atomic uint64_t map_touched[MA_SEGMAP_ENTRIES / MAP_CHUNK / 64];
 #define GUARD_SLICE ((uint64_t)1 << (MA_SEGMENT_SLICES - 1))
 
 #define SET_EMPTY_KEEP 1u   /* entirely free segments a set keeps before the pool gets them */
-#define POOL_KEEP 16u       /* free segments the pool keeps mapped (purged) beyond trim */
 
 static uint64_t slices_usable(void) { return ma_secure ? MA_SLICES_USABLE & ~GUARD_SLICE : MA_SLICES_USABLE; }
 
@@ -202,7 +201,7 @@ static void pool_put(ma_segment_t *seg) {
     ma_lock(&pool_lock);
     list_push(&pool, seg);
     pool_count++;
-    pool_tick_locked(ma_os_now_ms(), false, POOL_KEEP);
+    pool_tick_locked(ma_os_now_ms(), false, MA_POOL_KEEP);
     ma_unlock(&pool_lock);
 }
 
@@ -319,15 +318,16 @@ static ma_page_t *set_take_locked(ma_segset_t *set, unsigned slices) {
 }
 
 /* A span of `slices` slices for a page of the set's heap: from its own
- * segments, else from a segment of the pool or a new one. */
-ma_page_t *ma_segment_span_alloc(ma_segset_t *set, unsigned slices) {
+ * segments, else from a segment of the pool, else (with map_new) from a
+ * new one. */
+ma_page_t *ma_segment_span_alloc(ma_segset_t *set, unsigned slices, bool map_new) {
     ma_lock(&set->lock);
     ma_page_t *page = set_take_locked(set, slices);
     if (page) set_tick_locked(set, ma_os_now_ms(), false);
     ma_unlock(&set->lock);
     if (page) return page;
     ma_segment_t *seg = pool_take();
-    if (!seg && (seg = segment_new()) == NULL) return NULL;
+    if (!seg && (!map_new || (seg = segment_new()) == NULL)) return NULL;
     ma_lock(&set->lock);
     set_add(set, seg);
     page = take_span(seg, (unsigned)find_run(seg->free_mask, slices), slices);
@@ -358,9 +358,14 @@ void ma_segment_span_free(ma_page_t *page) {
 }
 
 /* Purge the set as its tick would (all of it, and every empty segment to
- * the pool, with force). Any thread. */
-size_t ma_segment_set_trim(ma_segset_t *set, bool force) {
-    ma_lock(&set->lock);
+ * the pool, with force). Any thread; with if_idle, only if its lock is
+ * free (the background purger does not make a heap's thread wait). */
+size_t ma_segment_set_trim(ma_segset_t *set, bool force, bool if_idle) {
+    if (if_idle) {
+        if (pthread_mutex_trylock(&set->lock) != 0) return 0;
+    } else {
+        ma_lock(&set->lock);
+    }
     size_t released = set_tick_locked(set, ma_os_now_ms(), force);
     ma_unlock(&set->lock);
     return released;

@@ -129,7 +129,8 @@ int ma_trim(size_t pad) {
     if (ma_checked) ma_check_flush();
     ma_heap_t *heap = ma_heap_current();
     if (heap) ma_heap_collect(heap, true);
-    size_t released = ma_heap_trim_all();
+    ma_heap_collect_abandoned(true);
+    size_t released = ma_heap_purge_all(true);
     released += ma_segment_pool_trim(true, 0);
     released += ma_large_trim();
     return released > 0;

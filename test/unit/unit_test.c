@@ -94,7 +94,7 @@ static ma_segset_t test_set;  /* segments of the tests' own */
 static void test_page_lists(void) {
     unsigned cls = ma_sizeclass_of(100);
     ma_segment_set_init(&test_set);
-    ma_page_t *page = ma_segment_span_alloc(&test_set, ma_sizeclass_slices(cls));
+    ma_page_t *page = ma_segment_span_alloc(&test_set, ma_sizeclass_slices(cls), true);
     if (!CHECK(page != NULL)) return;
     CHECK_EQ_U((uintptr_t)page->start % MA_SLICE_SIZE, 0);
     ma_page_setup(page, &fake_heap, cls);
@@ -158,7 +158,7 @@ static void test_spans(void) {
     unsigned sizes[40];
     for (int i = 0; i < 40; i++) {
         sizes[i] = 1u << (i % 6);
-        spans[i] = ma_segment_span_alloc(&test_set, sizes[i]);
+        spans[i] = ma_segment_span_alloc(&test_set, sizes[i], true);
         if (!CHECK(spans[i] != NULL)) return;
         CHECK_EQ_U((uintptr_t)spans[i]->start % MA_SLICE_SIZE, 0);
         CHECK_EQ_U(spans[i]->slice_count, sizes[i]);
@@ -184,7 +184,7 @@ static void test_spans(void) {
         spans[i]->block_size = 1;  /* as if set up; span_free clears it */
         ma_segment_span_free(spans[i]);
     }
-    ma_segment_set_trim(&test_set, true);
+    ma_segment_set_trim(&test_set, true, false);
     ma_trim(0);
     ma_stats_get(&after);
     CHECK(after.os_committed < before.os_committed);
