@@ -134,6 +134,8 @@ void *ma_realloc(void *p, size_t size) {
             if (q) return q;
         }
     }
+    ma_heap_t *fixed = ma_free_fixed_of(p);
+    if (fixed) return ma_fixed_realloc(fixed, p, size);
     size_t usable = ma_usable_of(p, "invalid realloc");
     if (size <= usable && size >= usable / 2 && usable <= MA_MEDIUM_MAX) return p;
     void *q = ma_malloc(size);

@@ -411,6 +411,8 @@ void ma_check_thread_done(ma_heap_t *heap) {
 /* ---- realloc, usable size ---------------------------------------------------- */
 
 size_t ma_check_usable(const void *p, const char *what) {
+    ma_heap_t *fixed = ma_free_fixed_of(p);
+    if (fixed) return ma_fixed_usable(fixed, p, what);
     size_t usable = ma_usable_unchecked(p, what);
     return ma_segment_small_of(p) ? usable - ma_block_tail() : usable;
 }
@@ -420,6 +422,8 @@ void *ma_check_realloc(void *p, size_t size) {
         ma_check_free(p);
         return NULL;
     }
+    ma_heap_t *fixed = ma_free_fixed_of(p);
+    if (fixed) return ma_fixed_realloc(fixed, p, size);
     size_t usable = ma_check_usable(p, "invalid realloc");
     if (ma_segment_small_of(p)) {
         /* Under memcheck the block's bytes may be undefined, and reading

@@ -134,3 +134,16 @@ size_t ma_usable_unchecked(const void *p, const char *what) {
     if (ma_page_block_index(page, p) == UINT32_MAX) ma_diag_fatal_ptr(what, p, 0);
     return page->block_size;
 }
+
+/* The fixed (or file) heap p is a block of, or NULL when p starts a block
+ * of a page or a large block of ours, or is nobody's. realloc's question:
+ * a fixed heap's block stays in its heap. */
+ma_heap_t *ma_free_fixed_of(const void *p) {
+    void *region = ma_region_of(p);
+    if (region && !ma_region_is_large(region)) {
+        if (ma_page_block_index(ma_segment_page_of(region, p), p) != UINT32_MAX) return NULL;
+    } else if (large_owning(region, p)) {
+        return NULL;
+    }
+    return ma_fixed_find(p);
+}
