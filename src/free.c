@@ -45,6 +45,17 @@ static inline void free_other(ma_page_t *page, void *p) {
     else ma_free_remote(page, p);
 }
 
+/* p lies in one of our segments but starts no block of it. It may still be
+ * a block of a fixed heap made inside one of ours (a heap in a malloc'd
+ * buffer): the fixed heaps' registry has the last word. */
+static MA_COLD void free_not_block(ma_page_t *page, void *p) {
+    ma_heap_t *fixed = ma_fixed_find(p);
+    if (fixed == NULL) ma_diag_fatal_ptr("invalid free", p, page->block_size ? page->sclass : 0);
+    int saved = errno;
+    ma_fixed_free(fixed, p, "invalid free");
+    errno = saved;
+}
+
 void ma_free(void *p) {
     ma_segment_t *seg = ma_segment_small_of(p);
     if (MA_UNLIKELY(seg == NULL)) {
@@ -52,8 +63,10 @@ void ma_free(void *p) {
         return;
     }
     ma_page_t *page = ma_segment_page_of(seg, p);
-    if (MA_UNLIKELY(ma_page_block_index(page, p) == UINT32_MAX))
-        ma_diag_fatal_ptr("invalid free", p, page->block_size ? page->sclass : 0);
+    if (MA_UNLIKELY(ma_page_block_index(page, p) == UINT32_MAX)) {
+        free_not_block(page, p);
+        return;
+    }
     ma_heap_t *heap = ma_heap_free_tls;
     if (MA_LIKELY(page->heap == heap)) free_local(heap, page, p);
     else free_other(page, p);
@@ -131,7 +144,11 @@ size_t ma_usable_unchecked(const void *p, const char *what) {
         return ma_fixed_usable(fixed, p, what);
     }
     ma_page_t *page = ma_segment_page_of(region, p);
-    if (ma_page_block_index(page, p) == UINT32_MAX) ma_diag_fatal_ptr(what, p, 0);
+    if (ma_page_block_index(page, p) == UINT32_MAX) {
+        ma_heap_t *fixed = ma_fixed_find(p);   /* a fixed heap in a block of ours */
+        if (fixed == NULL) ma_diag_fatal_ptr(what, p, 0);
+        return ma_fixed_usable(fixed, p, what);
+    }
     return page->block_size;
 }
 
