@@ -117,7 +117,7 @@ static ma_heap_t *open_existing(const char *path, int fd, uint64_t len, bool alo
     if (problem) return refuse(path, err, problem, NULL, false);
     void *map = ma_os_map_shared(fd, (size_t)capacity);
     if (!map) return refuse(path, errno, "cannot map it", errno_text(errno), false);
-    problem = ma_fixed_check_state(map, len, &err);
+    problem = ma_fixed_check_state(map, fd, &err);
     uint64_t bad = problem || !alone ? 0 : ma_fixed_recover(map);
     if (problem || bad) {
         ma_os_unmap_shared(map, (size_t)capacity);

@@ -490,7 +490,10 @@ static bool flush_stacks(fixed_t *fx) {
 static hdr_t *carve(fixed_t *fx, uint64_t need, uint64_t want, size_t align) {
     free_t *f = take_fit(fx, want);
     if (!f && extend(fx, want)) f = take_fit(fx, want);
-    if (!f && flush_stacks(fx)) f = take_fit(fx, want);
+    if (!f && flush_stacks(fx)) {   /* coalesced: it may fit now, or with the wilderness */
+        f = take_fit(fx, want);
+        if (!f && extend(fx, want)) f = take_fit(fx, want);
+    }
     if (!f) return NULL;
     hdr_t *b = &f->h;
     uint64_t size = bsize(b), gap = align > MA_ALIGN_MIN ? lead_gap(fx, b, align) : 0;
@@ -862,14 +865,22 @@ const char *ma_fixed_check_head(const void *head, uint64_t file_len, int *err, u
 }
 
 /* The mutable state of a mapped heap whose header passed: the sizes hold
- * together and the file holds what they say. */
-const char *ma_fixed_check_state(const void *origin, uint64_t file_len, int *err) {
+ * together and the file holds what they say. Other processes may be
+ * growing it meanwhile: top is read before committed, committed before
+ * the file's length, the reverse of the order they grow in. */
+const char *ma_fixed_check_state(const void *origin, int fd, int *err) {
     const fx_state_t *sh = origin;
-    uint64_t committed = atomic_load(&sh->committed), top = atomic_load(&sh->top);
+    uint64_t top = atomic_load_explicit(&sh->top, memory_order_acquire);
+    uint64_t committed = atomic_load_explicit(&sh->committed, memory_order_acquire);
+    int64_t file_len = ma_os_file_size(fd);
     *err = EINVAL;
+    if (file_len < 0) {
+        *err = errno;
+        return "cannot use it";
+    }
     if (committed > sh->head.capacity || top < ARENA_OFFSET || top > committed || (top & 15))
         return "corrupted state (impossible sizes)";
-    if (file_len < committed) return "truncated: the file is shorter than the heap";
+    if ((uint64_t)file_len < committed) return "truncated: the file is shorter than the heap";
     return NULL;
 }
 

@@ -585,7 +585,7 @@ MA_HIDDEN size_t ma_fixed_head_size(void);           /* bytes ma_fixed_check_hea
 MA_HIDDEN size_t ma_fixed_arena_offset(void);        /* bytes before the first block */
 MA_HIDDEN uint64_t ma_fixed_capacity_max(void);
 MA_HIDDEN const char *ma_fixed_check_head(const void *head, uint64_t file_len, int *err, uint64_t *capacity);
-MA_HIDDEN const char *ma_fixed_check_state(const void *origin, uint64_t file_len, int *err);
+MA_HIDDEN const char *ma_fixed_check_state(const void *origin, int fd, int *err);
 MA_HIDDEN uint64_t ma_fixed_recover(void *origin);   /* alone: 0, or a bad header's offset */
 MA_HIDDEN ma_heap_t *ma_fixed_attach(void *origin, size_t map_size, int fd);
 MA_HIDDEN bool ma_fixed_is_file(ma_heap_t *h);
