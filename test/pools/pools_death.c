@@ -210,6 +210,64 @@ static void fixed_usable_freed(void)
     ma_usable_size(p);
 }
 
+/* ---- Heaps in files and shared memory (ma_heap_open) ---------------------- */
+
+static ma_heap_t *file_heap(void)
+{
+    ma_heap_t *h = ma_heap_open(NULL, REGION, 0);
+    if (!h)
+        _exit(4);
+    return h;
+}
+
+static void file_double_free(void)
+{
+    void *p = ma_heap_malloc(file_heap(), 100);
+    expect(p);
+    free_fn(p);
+    free_fn(p);
+}
+
+static void file_malloc_closed(void)
+{
+    ma_heap_t *h = file_heap();
+    ma_heap_close(h);
+    expect(h);
+    free_fn(ma_heap_malloc(h, 10));
+}
+
+/* The heap is unmapped: the pointer is nobody's (and is not read). */
+static void file_free_after_close(void)
+{
+    ma_heap_t *h = file_heap();
+    void *p = ma_heap_malloc(h, 100);
+    ma_heap_close(h);
+    expect(p);
+    free_fn(p);
+}
+
+static void close_not_file(void)
+{
+    ma_heap_t *h = fixed_heap();
+    expect(h);
+    ma_heap_close(h);
+}
+
+static void offset_outside(void)
+{
+    ma_heap_t *h = file_heap();
+    static char elsewhere[16];
+    expect(elsewhere);
+    ma_heap_root_set(h, ma_heap_offset(h, elsewhere));
+}
+
+static void offset_user_heap(void)
+{
+    ma_heap_t *h = user_heap();
+    expect(h);
+    ma_heap_root_set(h, 0);
+}
+
 static const struct death_case {
     const char *name;
     const char *message, *after;
@@ -230,6 +288,13 @@ static const struct death_case {
     {"user_free_after_destroy", MSG_INVALID_FREE, "", user_free_after_destroy},
     {"fixed_realloc_interior", MSG_INVALID_REALLOC, "", fixed_realloc_interior},
     {"fixed_usable_freed", MSG_INVALID_USABLE, "", fixed_usable_freed},
+    {"file_double_free", MSG_DOUBLE_FREE, "", file_double_free},
+    {"file_malloc_closed", MSG_DESTROYED, "", file_malloc_closed},
+    {"file_free_after_close", MSG_INVALID_FREE, "", file_free_after_close},
+    {"close_not_file", "mapalloc: ma_heap_close of heap ", ", which ma_heap_open did not make", close_not_file},
+    {"offset_outside", "mapalloc: ma_heap_offset: ", " is not inside the heap", offset_outside},
+    {"offset_user_heap", "mapalloc: heap ", " has no offsets (only ma_heap_open and ma_heap_new_in heaps do)",
+     offset_user_heap},
 };
 
 /* Reads fd to EOF into buf (NUL-terminated, truncated at size - 1). */
