@@ -126,6 +126,8 @@ void *ma_realloc(void *p, size_t size) {
         ma_free(p);
         return NULL;
     }
+    ma_heap_t *fixed = ma_free_fixed_of(p);   /* before any header: see free.c */
+    if (fixed) return ma_fixed_realloc(fixed, p, size);
     void *region = ma_region_of(p);
     if (region && ma_region_is_large(region) && ma_large_owns(region, p)) {
         ma_large_t *large = region;
@@ -134,8 +136,6 @@ void *ma_realloc(void *p, size_t size) {
             if (q) return q;
         }
     }
-    ma_heap_t *fixed = ma_free_fixed_of(p);
-    if (fixed) return ma_fixed_realloc(fixed, p, size);
     size_t usable = ma_usable_of(p, "invalid realloc");
     if (size <= usable && size >= usable / 2 && usable <= MA_MEDIUM_MAX) return p;
     void *q = ma_malloc(size);

@@ -371,11 +371,14 @@ static void free_large(ma_large_t *large, uint8_t *p) {
 /* As ma_free_slow: large blocks, blocks of fixed heaps, foreign pointers
  * (munmap may run: the caller keeps errno). */
 static void free_elsewhere(uint8_t *p) {
+    ma_heap_t *fixed = ma_fixed_find(p);   /* first: see free.c's large_owning */
+    if (fixed) {
+        ma_fixed_free(fixed, p, "invalid free");
+        return;
+    }
     void *region = ma_region_of(p);
     bool large = region && ma_region_is_large(region);
-    ma_heap_t *fixed;
     if (large && ma_large_owns(region, p)) free_large(region, p);
-    else if ((fixed = ma_fixed_find(p)) != NULL) ma_fixed_free(fixed, p, "invalid free");
     else ma_diag_fatal_ptr("invalid free", p, large ? -1 : 0);
 }
 

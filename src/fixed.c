@@ -348,15 +348,23 @@ static void make_free(fixed_t *fx, hdr_t *h, uint64_t size, uint64_t flags) {
 
 /* ---- Stack classes -------------------------------------------------------- */
 
-static uint64_t class_size(unsigned c) {
-    if (c < STACK_LINEAR) return (uint64_t)(c + 3) << 4;
-    unsigned k = c - STACK_LINEAR, b = 8 + k / 8;
-    return (uint64_t)(8 + k % 8 + 1) << (b - 3);
-}
+/* Block sizes of the classes (header included): 48..256 by 16, then 9..16
+ * eighths of each power of two from 256 to 32 Ki. */
+static const uint32_t class_sizes[STACK_COUNT] = {
+    48,    64,    80,    96,    112,   128,   144,   160,   176,   192,   208,   224,   240,
+    256,   288,   320,   352,   384,   416,   448,   480,   512,   576,   640,   704,   768,
+    832,   896,   960,   1024,  1152,  1280,  1408,  1536,  1664,  1792,  1920,  2048,  2304,
+    2560,  2816,  3072,  3328,  3584,  3840,  4096,  4608,  5120,  5632,  6144,  6656,  7168,
+    7680,  8192,  9216,  10240, 11264, 12288, 13312, 14336, 15360, 16384, 18432, 20480, 22528,
+    24576, 26624, 28672, 30720, 32768, 36864, 40960, 45056, 49152, 53248, 57344, 61440, 65536};
+_Static_assert(sizeof class_sizes / sizeof class_sizes[0] == STACK_COUNT, "one size per class");
 
-/* The class whose blocks hold `need` bytes (need <= STACK_MAX). */
+static uint64_t class_size(unsigned c) { return class_sizes[c]; }
+
+/* The class whose blocks hold `need` bytes (need <= STACK_MAX, a multiple
+ * of 16, at least MIN_BLOCK). */
 static unsigned class_up(uint64_t need) {
-    if (need <= 256) return (unsigned)(need >> 4) - 3 + ((need & 15) != 0);
+    if (need <= 256) return (unsigned)(need >> 4) - 3;
     uint64_t m = need - 1;
     unsigned b = 63u - (unsigned)__builtin_clzll(m);
     return STACK_LINEAR + (b - 8) * 8 + (unsigned)(m >> (b - 3)) - 8;
@@ -384,27 +392,31 @@ static void stack_push(fixed_t *fx, hdr_t *b, unsigned c) {
 /* A block of class c, or NULL. The link is read before the block is ours
  * (another thread may have taken it meanwhile: then the head changed and
  * the exchange fails); an impossible link under an unchanged head is a
- * corrupted stack. The block is checked once it is ours. */
-static hdr_t *stack_pop(fixed_t *fx, unsigned c) {
+ * corrupted stack. The block is checked once it is ours: its tag (which
+ * only a push with the secret writes) and that its header is in use and
+ * big enough. Inline in ma_fixed_alloc; errors go out of line. */
+static MA_COLD void pop_corrupt(const fixed_t *fx, uint64_t units) { corrupt(ptr(fx, units << 4)); }
+
+static inline hdr_t *stack_pop(fixed_t *fx, unsigned c) {
     _Atomic uint64_t *head = &fx->sh->stacks[c].head;
-    uint64_t old = atomic_load_explicit(head, memory_order_acquire);
+    uint64_t secret = fx->sh->secret, old = atomic_load_explicit(head, memory_order_acquire);
     for (;;) {
         uint64_t units = old & UNIT_MASK;
         if (units == 0) return NULL;
         stacked_t *s = ptr(fx, units << 4);
-        uint64_t next = racy_load(&s->link) ^ fx->sh->secret;
-        if (MA_UNLIKELY(next > UNIT_MASK || (next && ((next << 4) < fx->arena || (next << 4) >= top_of(fx))))) {
+        uint64_t next = racy_load(&s->link) ^ secret;
+        if (MA_UNLIKELY(next - (fx->arena >> 4) >= (top_of(fx) - fx->arena) >> 4 && next != 0)) {
             uint64_t now = atomic_load_explicit(head, memory_order_acquire);
-            if (now == old) corrupt(s);
+            if (now == old) pop_corrupt(fx, units);
             old = now;
             continue;
         }
         if (atomic_compare_exchange_weak_explicit(head, &old, next | ((old & ~UNIT_MASK) + ABA_ONE),
                                                   memory_order_acquire, memory_order_acquire)) {
-            uint64_t w = word_of(&s->h);
-            if (MA_UNLIKELY(!sane_word(fx, &s->h, w, top_of(fx)) || !(w & F_INUSE) ||
-                            size_of(w) < class_size(c) || s->tag != tag_for(fx, &s->h)))
-                corrupt(s);
+            uint64_t w = word_of(&s->h), off = units << 4;
+            if (MA_UNLIKELY(s->tag != (off ^ secret ^ STACKED) || check_of(&s->h) != ((w & ~F_PREV_FREE) ^ off ^ secret) ||
+                            !(w & F_INUSE) || size_of(w) < class_size(c)))
+                pop_corrupt(fx, units);
             s->tag = 0;
             return &s->h;
         }
@@ -625,6 +637,31 @@ static void unlock(fixed_t *fx) { pthread_mutex_unlock(&fx->sh->lock); }
 
 /* ---- Allocation and free (any thread, any process) ------------------------ */
 
+/* From the core: a block of `need` bytes aligned to align. */
+static MA_NOINLINE hdr_t *alloc_core(fixed_t *fx, uint64_t need, size_t align) {
+    uint64_t want = align > MA_ALIGN_MIN ? need + align + MIN_BLOCK : need;
+    lock(fx);
+    hdr_t *b = carve(fx, need, want, align);
+    unlock(fx);
+    if (!b) errno = ENOMEM;
+    return b;
+}
+
+/* Small sizes pop their class's stack (rounded up to the class, whose
+ * blocks then serve any of its sizes); the rest, and an empty stack, go
+ * to the core. */
+void *ma_fixed_malloc(ma_heap_t *h, size_t size) {
+    fixed_t *fx = h->fixed;
+    if (MA_LIKELY(size <= STACK_MAX - HDR)) {
+        uint64_t need = (size + HDR + 15) & ~(uint64_t)15;
+        unsigned c = class_up(need < MIN_BLOCK ? MIN_BLOCK : need);
+        hdr_t *b = stack_pop(fx, c);
+        if (MA_LIKELY(b != NULL) || (b = alloc_core(fx, class_size(c), MA_ALIGN_MIN)) != NULL) return b + 1;
+        return NULL;
+    }
+    return ma_fixed_alloc(h, size, MA_ALIGN_MIN, false);
+}
+
 void *ma_fixed_alloc(ma_heap_t *h, size_t size, size_t align, bool zero) {
     fixed_t *fx = h->fixed;
     MA_ASSERT((align & (align - 1)) == 0);
@@ -641,22 +678,14 @@ void *ma_fixed_alloc(ma_heap_t *h, size_t size, size_t align, bool zero) {
         b = stack_pop(fx, c);
         need = class_size(c);
     }
-    if (!b) {
-        uint64_t want = align > MA_ALIGN_MIN ? need + align + MIN_BLOCK : need;
-        lock(fx);
-        b = carve(fx, need, want, align);
-        unlock(fx);
-        if (!b) {
-            errno = ENOMEM;
-            return NULL;
-        }
-    }
+    if (!b && (b = alloc_core(fx, need, align)) == NULL) return NULL;
     if (zero) memset(b + 1, 0, bsize(b) - HDR);
     return b + 1;
 }
 
 /* The header of the live block at p; fatal if p is not one: if_freed when
- * it was one and is free now (on a stack, or "freed" in its header). */
+ * it was one and is free now (on a stack, or "freed" in its header). The
+ * slow and thorough way: ma_fixed_free's fast path comes here only to die. */
 static hdr_t *live_block(const fixed_t *fx, const void *p, const char *what, const char *if_freed) {
     uintptr_t a = (uintptr_t)p, o = (uintptr_t)fx->o;
     if ((a & 15) || a < o + fx->arena + HDR || a >= o + top_of(fx)) ma_diag_fatal_ptr(what, p, 0);
@@ -668,17 +697,31 @@ static hdr_t *live_block(const fixed_t *fx, const void *p, const char *what, con
     return b;
 }
 
-void ma_fixed_free(ma_heap_t *h, void *p, const char *what) {
-    fixed_t *fx = h->fixed;
-    hdr_t *b = live_block(fx, p, what, "double free");
-    uint64_t size = bsize(b);
-    if (size <= STACK_MAX) {
-        stack_push(fx, b, class_down(size));
-        return;
-    }
+/* A block over STACK_MAX, or a misuse (live_block says which). */
+static MA_COLD void free_slow(fixed_t *fx, void *p, const char *what) {
     lock(fx);
     release(fx, live_block(fx, p, what, "double free"));
     unlock(fx);
+}
+
+/* The fast path: a small live block, checked (aligned, inside the arena,
+ * its header sealed and in use, no tag yet), onto its class's stack. */
+void ma_fixed_free(ma_heap_t *h, void *p, const char *what) {
+    fixed_t *fx = h->fixed;
+    hdr_t *b = (hdr_t *)p - 1;
+    uint64_t off = off_of(fx, b), top = top_of(fx), secret = fx->sh->secret;
+    if (MA_UNLIKELY(((uintptr_t)p & 15) || off - fx->arena >= top - fx->arena)) {
+        free_slow(fx, p, what);   /* not even inside the arena: nothing read */
+        return;
+    }
+    uint64_t w = word_of(b), size = size_of(w);
+    if (MA_UNLIKELY(!(w & F_INUSE) || size > STACK_MAX || size < MIN_BLOCK || size > top - off ||
+                    check_of(b) != ((w & ~F_PREV_FREE) ^ off ^ secret) ||
+                    racy_load(&((stacked_t *)b)->tag) == (off ^ secret ^ STACKED))) {
+        free_slow(fx, p, what);
+        return;
+    }
+    stack_push(fx, b, class_down(size));
 }
 
 size_t ma_fixed_usable(ma_heap_t *h, const void *p, const char *what) {

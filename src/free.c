@@ -101,27 +101,33 @@ void ma_free_remote(ma_page_t *page, ma_block_t *b) {
 }
 
 /* A large mapping may be smaller than its 4 MiB chunk, and the rest of the
- * chunk may hold other memory: a caller's region with a fixed heap among
- * it. So when the byte map does not lead to a block that owns p, the fixed
- * heaps are asked before p is declared invalid. */
+ * chunk may hold other memory: a caller's region or a heap file with a
+ * fixed heap in it. So the byte map's entry for such a chunk may name a
+ * large mapping that another thread is still setting up: the fixed heaps'
+ * registry is asked first, and a large header is read only for pointers
+ * that no fixed heap holds. */
 static ma_large_t *large_owning(void *region, const void *p) {
     if (region == NULL || !ma_region_is_large(region)) return NULL;
     return ma_large_owns(region, p) ? region : NULL;
 }
 
-/* NULL, large blocks, blocks of fixed heaps, and pointers that are not ours. */
+/* NULL, blocks of fixed heaps (file heaps free this way at every call),
+ * large blocks, and pointers that are not ours. */
 void ma_free_slow(void *p) {
     if (MA_UNLIKELY(ma_checked)) {
         ma_check_free(p);
         return;
     }
     if (p == NULL) return;
+    ma_heap_t *fixed = ma_fixed_find(p);
+    if (fixed) {
+        ma_fixed_free(fixed, p, "invalid free");   /* leaves errno alone */
+        return;
+    }
     int saved = errno;
     void *region = ma_region_of(p);
     ma_large_t *large = large_owning(region, p);
-    ma_heap_t *fixed;
     if (large) ma_large_free(large, p);
-    else if ((fixed = ma_fixed_find(p)) != NULL) ma_fixed_free(fixed, p, "invalid free");
     else ma_diag_fatal_ptr("invalid free", p, region && ma_region_is_large(region) ? -1 : 0);
     errno = saved;
 }
@@ -135,13 +141,13 @@ size_t ma_usable_of(const void *p, const char *what) {
 
 size_t ma_usable_unchecked(const void *p, const char *what) {
     void *region = ma_region_of(p);
-    if (region == NULL || ma_region_is_large(region)) {
+    if (region == NULL || ma_map_value(p) != MA_MAP_SEGMENT) {
+        ma_heap_t *fixed = ma_fixed_find(p);
+        if (fixed) return ma_fixed_usable(fixed, p, what);
         ma_large_t *large = large_owning(region, p);
         if (large && atomic_load_explicit(&large->state, memory_order_relaxed) == MA_LARGE_LIVE)
             return ma_large_usable(large);
-        ma_heap_t *fixed = large ? NULL : ma_fixed_find(p);
-        if (fixed == NULL) ma_diag_fatal_ptr(what, p, region ? -1 : 0);
-        return ma_fixed_usable(fixed, p, what);
+        ma_diag_fatal_ptr(what, p, region ? -1 : 0);
     }
     ma_page_t *page = ma_segment_page_of(region, p);
     if (ma_page_block_index(page, p) == UINT32_MAX) {
@@ -156,11 +162,7 @@ size_t ma_usable_unchecked(const void *p, const char *what) {
  * of a page or a large block of ours, or is nobody's. realloc's question:
  * a fixed heap's block stays in its heap. */
 ma_heap_t *ma_free_fixed_of(const void *p) {
-    void *region = ma_region_of(p);
-    if (region && !ma_region_is_large(region)) {
-        if (ma_page_block_index(ma_segment_page_of(region, p), p) != UINT32_MAX) return NULL;
-    } else if (large_owning(region, p)) {
-        return NULL;
-    }
-    return ma_fixed_find(p);
+    ma_segment_t *seg = ma_segment_small_of(p);
+    if (seg && ma_page_block_index(ma_segment_page_of(seg, p), p) != UINT32_MAX) return NULL;
+    return ma_fixed_find(p);   /* a large block's start is in no fixed heap but one inside it */
 }

@@ -564,6 +564,7 @@ MA_HIDDEN void ma_large_stats(ma_large_stats_t *out);
  * heap overlaps; ma_fixed_find tells which heap, if any, holds a pointer. */
 MA_HIDDEN ma_heap_t *ma_fixed_new(void *base, size_t size);       /* NULL + EINVAL if unusable */
 MA_HIDDEN void *ma_fixed_alloc(ma_heap_t *h, size_t size, size_t align, bool zero); /* NULL + ENOMEM */
+MA_HIDDEN void *ma_fixed_malloc(ma_heap_t *h, size_t size);      /* ma_fixed_alloc(h, size, 16, false) */
 MA_HIDDEN ma_heap_t *ma_fixed_find(const void *p);                /* any thread, no lock */
 MA_HIDDEN void ma_fixed_free(ma_heap_t *h, void *p, const char *what); /* fatal if invalid */
 MA_HIDDEN size_t ma_fixed_usable(ma_heap_t *h, const void *p, const char *what); /* fatal if invalid */

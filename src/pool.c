@@ -78,6 +78,7 @@ void ma_heap_reset(ma_heap_t *h) {
 }
 
 void *ma_heap_malloc(ma_heap_t *h, size_t size) {
+    if (alive(h) == MA_HEAP_FIXED) return ma_fixed_malloc(h, size);
     ma_heap_kind_t kind = enter(h);
     void *p = heap_alloc(h, kind, size, MA_ALIGN_MIN, false);
     leave(h);
