@@ -42,28 +42,31 @@ if [ -n "${OLD_MA_LIB:-}" ]; then
         "$OLD_MA_LIB" -lpthread -o "$bin/fileheap_old"
 fi
 
-# median NS MOPS of $reps runs of "$@" (each prints: name procs mix ns mops)
-median() {
-    local runs=()
-    for _ in $(seq "$reps"); do runs+=("$("$@" | awk '{print $4, $5}')"); done
-    printf '%s\n' "${runs[@]}" | sort -n | sed -n "$(((reps + 1) / 2))p"
-}
-
+# pick NS MOPS: the median (by ns) of the "ns mops" lines on stdin
+pick() { sort -n | sed -n "$(((reps + 1) / 2))p"; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-") print "-"; else printf "%.2f", a / b }'; }
+# one run of "$@" (which prints: name procs mix ns mops), as "ns mops"
+one() { "$@" | awk '{print $4, $5}'; }
 
 echo "bench/fileheap: $ops operations per process, median of $reps runs, ns per operation"
-echo "(lower is better; Mops/s = all processes together)"
+echo "(lower is better; Mops/s = all processes together; the allocators take turns, run by run)"
 echo
 echo "| mix | processes | mapalloc malloc | file heap (ma_heap_open) | Boost managed_mapped_file | file / malloc | Boost / file |"
 echo "|---|---|---|---|---|---|---|"
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
 for mix in $mixes; do
     for p in $procs_list; do
-        read -r m_ns m_mops < <(median "$bin/fileheap" malloc "$p" "$ops" "$mix")
-        read -r f_ns f_mops < <(median "$bin/fileheap" file "$p" "$ops" "$mix" "$dir/fileheap.bench.$$")
-        b_ns=- b_mops=-
-        if [ "$have_boost" = 1 ]; then
-            read -r b_ns b_mops < <(median "$bin/boost" "$p" "$ops" "$mix" "$dir/boost.bench.$$")
-        fi
+        : >"$tmp/m"; : >"$tmp/f"; echo "- -" >"$tmp/b"
+        [ "$have_boost" = 1 ] && : >"$tmp/b"
+        for _ in $(seq "$reps"); do
+            one "$bin/fileheap" malloc "$p" "$ops" "$mix" >>"$tmp/m"
+            one "$bin/fileheap" file "$p" "$ops" "$mix" "$dir/fileheap.bench.$$" >>"$tmp/f"
+            [ "$have_boost" = 1 ] && one "$bin/boost" "$p" "$ops" "$mix" "$dir/boost.bench.$$" >>"$tmp/b"
+        done
+        read -r m_ns m_mops < <(pick <"$tmp/m")
+        read -r f_ns f_mops < <(pick <"$tmp/f")
+        read -r b_ns b_mops < <(pick <"$tmp/b")
         echo "| $mix | $p | $m_ns ($m_mops Mops/s) | $f_ns ($f_mops Mops/s) | $b_ns ($b_mops Mops/s) | $(ratio "$f_ns" "$m_ns") | $(ratio "$b_ns" "$f_ns") |"
     done
 done
@@ -73,11 +76,15 @@ echo
 echo "| mix | ma_heap_open(NULL) | ma_heap_new_in | ma_heap_new_in, old engine |"
 echo "|---|---|---|---|"
 for mix in $mixes; do
-    read -r s_ns _ < <(median "$bin/fileheap" shared 1 "$ops" "$mix")
-    read -r x_ns _ < <(median "$bin/fileheap" fixed 1 "$ops" "$mix")
-    o_ns=-
-    if [ -x "$bin/fileheap_old" ] && [ -n "${OLD_MA_LIB:-}" ]; then
-        read -r o_ns _ < <(median "$bin/fileheap_old" fixed 1 "$ops" "$mix")
-    fi
+    : >"$tmp/s"; : >"$tmp/x"; echo "- -" >"$tmp/o"
+    [ -n "${OLD_MA_LIB:-}" ] && : >"$tmp/o"
+    for _ in $(seq "$reps"); do
+        one "$bin/fileheap" shared 1 "$ops" "$mix" >>"$tmp/s"
+        one "$bin/fileheap" fixed 1 "$ops" "$mix" >>"$tmp/x"
+        [ -n "${OLD_MA_LIB:-}" ] && one "$bin/fileheap_old" fixed 1 "$ops" "$mix" >>"$tmp/o"
+    done
+    read -r s_ns _ < <(pick <"$tmp/s")
+    read -r x_ns _ < <(pick <"$tmp/x")
+    read -r o_ns _ < <(pick <"$tmp/o")
     echo "| $mix | $s_ns | $x_ns | $o_ns |"
 done
