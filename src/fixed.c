@@ -88,7 +88,7 @@
 #define STACK_LINEAR 14u
 #define STACK_MAX ((uint64_t)64 << 10)
 #define STACK_COUNT (STACK_LINEAR + 8 * 8)
-#define FX_MAGIC 0x70616568616d6170ull  /* "mapaheap" in the file's bytes */
+#define FX_MAGIC 0x706165686170616dull  /* "mapaheap", the file's first bytes */
 #define FX_VERSION 1u
 
 typedef struct hdr_s {
