@@ -157,8 +157,9 @@ MA_API int ma_heap_visit(ma_heap_t *h, ma_heap_visit_fn *fn, void *arg);
 typedef struct ma_heap_stats_s {
     size_t blocks_in_use;  /* live blocks */
     size_t bytes_in_use;   /* their usable bytes */
-    size_t os_bytes;       /* memory the heap holds: mapped (ma_heap_new) or
-                              used of the caller's region (ma_heap_new_in) */
+    size_t os_bytes;       /* memory the heap holds: mapped (ma_heap_new),
+                              used of the caller's region (ma_heap_new_in), or
+                              the file's length (ma_heap_open) */
 } ma_heap_stats_t;
 MA_API void ma_heap_stats(ma_heap_t *h, ma_heap_stats_t *out);
 
@@ -201,10 +202,12 @@ MA_API ma_heap_t *ma_heap_new_in(void *base, size_t size);
  * allocation fail with ENOMEM rather than a SIGBUS later). For an existing
  * heap, size is ignored: it keeps the size it was made with.
  *
- * Errors: NULL and errno. ENOENT (no MA_CREATE) and EEXIST (MA_EXCL) are
- * answers to the question the flags ask; every other refusal also prints
- * one line on stderr, "mapalloc: heap file PATH: PROBLEM", without
- * allocating: a file that is not a mapalloc heap, or is empty (EINVAL), of
+ * Errors: NULL and errno. Bad arguments (other flags, MA_EXCL without
+ * MA_CREATE, a new heap's size out of range) are EINVAL, and a heap in
+ * shared memory that cannot be had is ENOMEM, without a word. ENOENT (no
+ * MA_CREATE) and EEXIST (MA_EXCL) are answers to the question the flags
+ * ask; every other refusal of a file also prints one line on stderr,
+ * "mapalloc: heap file PATH: PROBLEM", without allocating: a file that is not a mapalloc heap, or is empty (EINVAL), of
  * another heap format version or another platform's layout (ENOTSUP),
  * truncated, or with a corrupted header or block (EINVAL), a file that
  * cannot be opened for reading and writing (EACCES, EROFS, ...), a full
