@@ -95,7 +95,7 @@ static ma_heap_t *create(const char *path, int fd, size_t size) {
     if (ma_os_file_grow(fd, 0, committed) != 0) {
         int e = errno;
         ma_os_unmap_shared(map, (size_t)capacity);
-        return refuse(path, e, "cannot give it its first length", errno_text(e), false);
+        return refuse(path, e, "cannot give it its first length", errno_text(e), path == NULL);
     }
     ma_fixed_format(map, capacity, committed);
     ma_heap_t *h = ma_fixed_attach(map, (size_t)capacity, fd);
@@ -158,12 +158,15 @@ static ma_heap_t *open_locked(const char *path, int fd, size_t size, bool may_cr
     }
 }
 
+/* Shared memory that cannot be had is ENOMEM, as for any heap. */
 static ma_heap_t *open_anonymous(size_t size) {
     int fd = ma_os_memfd();
-    if (fd < 0) return NULL;
-    ma_heap_t *h = create(NULL, fd, size);
-    if (!h) ma_os_file_close(fd);
-    return h;
+    ma_heap_t *h = fd < 0 ? NULL : create(NULL, fd, size);
+    if (h) return h;
+    int e = errno == EINVAL ? EINVAL : ENOMEM;
+    if (fd >= 0) ma_os_file_close(fd);
+    errno = e;
+    return NULL;
 }
 
 ma_heap_t *ma_fileheap_open(const char *path, size_t size, int flags) {

@@ -94,6 +94,16 @@ static void test_create_reopen(void)
     path_of(path, sizeof path, "list");
     errno = 0;
     CHECK(ma_heap_open(path, HEAP_SIZE, 0) == NULL && errno == ENOENT);
+    /* arguments: EINVAL, and the file is not made */
+    errno = 0;
+    CHECK(ma_heap_open(path, HEAP_SIZE, MA_EXCL) == NULL && errno == EINVAL);
+    errno = 0;
+    CHECK(ma_heap_open(path, HEAP_SIZE, 0x100) == NULL && errno == EINVAL);
+    errno = 0;
+    CHECK(ma_heap_open(NULL, MA_HEAP_OPEN_MIN - 1, 0) == NULL && errno == EINVAL);
+    errno = 0;
+    CHECK(ma_heap_open(NULL, (size_t)1 << 43, 0) == NULL && errno == EINVAL);
+    CHECK(access(path, F_OK) != 0);
     ma_heap_t *h = ma_heap_open(path, HEAP_SIZE, MA_CREATE | MA_EXCL);
     if (!CHECK(h != NULL))
         return;
