@@ -136,6 +136,8 @@ void *ma_realloc(void *p, size_t size) {
         ma_free(p);
         return NULL;
     }
+    ma_heap_t *fixed = ma_free_fixed_of(p);   /* before any header: see free.c */
+    if (fixed) return ma_fixed_realloc(fixed, p, size);
     void *region = ma_region_of(p);
     if (region && ma_region_is_large(region) && ma_large_owns(region, p)) {
         ma_large_t *large = region;

@@ -371,11 +371,14 @@ static void free_large(ma_large_t *large, uint8_t *p) {
 /* As ma_free_slow: large blocks, blocks of fixed heaps, foreign pointers
  * (munmap may run: the caller keeps errno). */
 static void free_elsewhere(uint8_t *p) {
+    ma_heap_t *fixed = ma_fixed_find(p);   /* first: see free.c's large_owning */
+    if (fixed) {
+        ma_fixed_free(fixed, p, "invalid free");
+        return;
+    }
     void *region = ma_region_of(p);
     bool large = region && ma_region_is_large(region);
-    ma_heap_t *fixed;
     if (large && ma_large_owns(region, p)) free_large(region, p);
-    else if ((fixed = ma_fixed_find(p)) != NULL) ma_fixed_free(fixed, p, "invalid free");
     else ma_diag_fatal_ptr("invalid free", p, large ? -1 : 0);
 }
 
@@ -384,9 +387,11 @@ void ma_check_free(void *p) {
     ma_segment_t *seg = ma_segment_small_of(p);
     if (seg) {
         ma_page_t *page = ma_segment_page_of(seg, p);
-        if (ma_page_block_index(page, p) == UINT32_MAX) ma_free_invalid(page, p);
-        ma_check_free_block(page, p);
-        return;
+        if (ma_page_block_index(page, p) != UINT32_MAX) {
+            ma_check_free_block(page, p);
+            return;
+        }
+        if (ma_fixed_find(p) == NULL) ma_free_invalid(page, p); /* else a fixed heap in a block of ours */
     }
     int saved = errno;
     free_elsewhere(p);
@@ -410,6 +415,8 @@ void ma_check_thread_done(ma_heap_t *heap) {
 /* ---- realloc, usable size ---------------------------------------------------- */
 
 size_t ma_check_usable(const void *p, const char *what) {
+    ma_heap_t *fixed = ma_free_fixed_of(p);
+    if (fixed) return ma_fixed_usable(fixed, p, what);
     size_t usable = ma_usable_unchecked(p, what);
     return ma_segment_small_of(p) ? usable - ma_block_tail() : usable;
 }
@@ -419,6 +426,8 @@ void *ma_check_realloc(void *p, size_t size) {
         ma_check_free(p);
         return NULL;
     }
+    ma_heap_t *fixed = ma_free_fixed_of(p);
+    if (fixed) return ma_fixed_realloc(fixed, p, size);
     size_t usable = ma_check_usable(p, "invalid realloc");
     if (ma_segment_small_of(p)) {
         /* Under memcheck the block's bytes may be undefined, and reading

@@ -58,6 +58,17 @@ void ma_free_invalid(const ma_page_t *page, const void *p) {
     ma_diag_fatal_ptr("invalid free", p, page->block_size ? (int)cls : 0);
 }
 
+/* p lies in one of our segments but starts no block of it. It may still be
+ * a block of a fixed heap made inside one of ours (a heap in a malloc'd
+ * buffer): the fixed heaps' registry has the last word. */
+static MA_COLD void free_not_block(ma_page_t *page, void *p) {
+    ma_heap_t *fixed = ma_fixed_find(p);
+    if (fixed == NULL) ma_free_invalid(page, p);
+    int saved = errno;
+    ma_fixed_free(fixed, p, "invalid free");
+    errno = saved;
+}
+
 /* The byte map's entry says whether p lies in a segment (one compare also
  * keeps the index in the map); the segment's slice table gives the page;
  * p must be the start of a carved block (ma_page_block_index, inline). */
@@ -70,7 +81,7 @@ void ma_free(void *p) {
     }
     ma_page_t *page = ma_segment_page_of((ma_segment_t *)(a & ~MA_SEGMENT_MASK), p);
     if (MA_UNLIKELY(ma_page_block_index(page, p) == UINT32_MAX)) {
-        ma_free_invalid(page, p);
+        free_not_block(page, p);
         return;
     }
     ma_heap_t *heap = ma_heap_free_tls;
@@ -110,28 +121,34 @@ void ma_free_remote(ma_page_t *page, ma_block_t *b) {
 }
 
 /* A large mapping may be smaller than its 4 MiB chunk, and the rest of the
- * chunk may hold other memory: a caller's region with a fixed heap among
- * it. So when the byte map does not lead to a block that owns p, the fixed
- * heaps are asked before p is declared invalid. */
+ * chunk may hold other memory: a caller's region or a heap file with a
+ * fixed heap in it. So the byte map's entry for such a chunk may name a
+ * large mapping that another thread is still setting up: the fixed heaps'
+ * registry is asked first, and a large header is read only for pointers
+ * that no fixed heap holds. */
 static ma_large_t *large_owning(void *region, const void *p) {
     if (region == NULL || !ma_region_is_large(region)) return NULL;
     return ma_large_owns(region, p) ? region : NULL;
 }
 
-/* NULL, large blocks, blocks of fixed heaps, and pointers that are not ours. */
+/* NULL, blocks of fixed heaps (file heaps free this way at every call),
+ * large blocks, and pointers that are not ours. */
 void ma_free_slow(void *p) {
     if (MA_UNLIKELY(ma_checked)) {
         ma_check_free(p);
         return;
     }
     if (p == NULL) return;
+    ma_heap_t *fixed = ma_fixed_find(p);
+    if (fixed) {
+        ma_fixed_free(fixed, p, "invalid free");   /* leaves errno alone */
+        return;
+    }
     int saved = errno;
     ma_purger_kick();
     void *region = ma_region_of(p);
     ma_large_t *large = large_owning(region, p);
-    ma_heap_t *fixed;
     if (large) ma_large_free(large, p);
-    else if ((fixed = ma_fixed_find(p)) != NULL) ma_fixed_free(fixed, p, "invalid free");
     else ma_diag_fatal_ptr("invalid free", p, region && ma_region_is_large(region) ? -1 : 0);
     errno = saved;
 }
@@ -145,15 +162,28 @@ size_t ma_usable_of(const void *p, const char *what) {
 
 size_t ma_usable_unchecked(const void *p, const char *what) {
     void *region = ma_region_of(p);
-    if (region == NULL || ma_region_is_large(region)) {
+    if (region == NULL || ma_map_value(p) != MA_MAP_SEGMENT) {
+        ma_heap_t *fixed = ma_fixed_find(p);
+        if (fixed) return ma_fixed_usable(fixed, p, what);
         ma_large_t *large = large_owning(region, p);
         if (large && atomic_load_explicit(&large->state, memory_order_relaxed) == MA_LARGE_LIVE)
             return ma_large_usable(large);
-        ma_heap_t *fixed = large ? NULL : ma_fixed_find(p);
-        if (fixed == NULL) ma_diag_fatal_ptr(what, p, region ? -1 : 0);
-        return ma_fixed_usable(fixed, p, what);
+        ma_diag_fatal_ptr(what, p, region ? -1 : 0);
     }
     ma_page_t *page = ma_segment_page_of(region, p);
-    if (ma_page_block_index(page, p) == UINT32_MAX) ma_diag_fatal_ptr(what, p, 0);
+    if (ma_page_block_index(page, p) == UINT32_MAX) {
+        ma_heap_t *fixed = ma_fixed_find(p);   /* a fixed heap in a block of ours */
+        if (fixed == NULL) ma_diag_fatal_ptr(what, p, 0);
+        return ma_fixed_usable(fixed, p, what);
+    }
     return page->block_size;
+}
+
+/* The fixed (or file) heap p is a block of, or NULL when p starts a block
+ * of a page or a large block of ours, or is nobody's. realloc's question:
+ * a fixed heap's block stays in its heap. */
+ma_heap_t *ma_free_fixed_of(const void *p) {
+    ma_segment_t *seg = ma_segment_small_of(p);
+    if (seg && ma_page_block_index(ma_segment_page_of(seg, p), p) != UINT32_MAX) return NULL;
+    return ma_fixed_find(p);   /* a large block's start is in no fixed heap but one inside it */
 }

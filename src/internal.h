@@ -27,6 +27,7 @@
 #include <stdint.h>
 #include <pthread.h>
 #include <string.h>
+#include <sys/types.h>
 #include "mapalloc.h"
 
 #ifndef MA_DEBUG
@@ -285,6 +286,24 @@ typedef enum { MA_VG_NOACCESS, MA_VG_UNDEFINED, MA_VG_DEFINED } ma_vg_state_t;
 MA_HIDDEN void ma_os_vg_malloclike(void *p, size_t size, bool zeroed);  /* memcheck: a new block */
 MA_HIDDEN void ma_os_vg_freelike(void *p);                              /* memcheck: freed */
 MA_HIDDEN void ma_os_vg_mark(void *p, size_t size, ma_vg_state_t state);
+/* Files and shared memory, for heaps in files (fileheap.c, fixed.c): -1,
+ * NULL or false on failure, with the kernel's errno. */
+typedef enum {
+    MA_OS_LOCK_NONE,    /* unlock */
+    MA_OS_LOCK_ALONE,   /* exclusive, or fail at once: no other process has the file */
+    MA_OS_LOCK_SHARED,  /* shared, waiting out an exclusive holder; or exclusive -> shared */
+} ma_os_lock_t;
+MA_HIDDEN int ma_os_file_open(const char *path, bool create, bool excl);  /* read-write */
+MA_HIDDEN int ma_os_memfd(void);
+MA_HIDDEN void ma_os_file_close(int fd);               /* keeps errno */
+MA_HIDDEN int ma_os_file_lock(int fd, ma_os_lock_t how); /* 0 or -1 */
+MA_HIDDEN int64_t ma_os_file_size(int fd);             /* EINVAL: not a regular file */
+MA_HIDDEN ssize_t ma_os_file_read(int fd, void *buf, size_t n, uint64_t off);
+MA_HIDDEN int ma_os_file_grow(int fd, uint64_t from, uint64_t to); /* 0 or -1 */
+MA_HIDDEN void *ma_os_map_shared(int fd, size_t size);  /* MAP_SHARED, read-write */
+MA_HIDDEN void ma_os_unmap_shared(void *p, size_t size);
+MA_HIDDEN int ma_os_sync(void *p, size_t size, int fd); /* msync, then fdatasync if fd >= 0 */
+MA_HIDDEN bool ma_os_is_shared(const void *p, size_t size); /* any of it mapped MAP_SHARED */
 
 /* ---- diag.c: messages and fatal errors, without allocating -------------- */
 typedef struct ma_buf_s {
@@ -594,21 +613,48 @@ typedef struct ma_large_stats_s {
 } ma_large_stats_t;
 MA_HIDDEN void ma_large_stats(ma_large_stats_t *out);
 
-/* ---- fixed.c: heaps inside caller memory (ma_heap_new_in) ---------------
- * The heap struct and all other metadata live in [base, base + size).
- * Blocks are 16-byte aligned. Any thread may free a block (ma_fixed_free);
- * the others are called one thread at a time (the ma_heap_ rules). The
- * byte map marks with MA_MAP_FIXED every 4 MiB chunk a live region overlaps;
- * ma_fixed_find tells which region, if any, holds a pointer. */
+/* ---- fixed.c: heaps in caller memory (ma_heap_new_in) and in files -------
+ * One engine: a heap's metadata holds offsets from its origin, never
+ * pointers, and its lock is robust and process-shared. A ma_heap_new_in
+ * heap keeps its heap struct and handle at the start of the caller's
+ * region; a file heap's are mapped for it (fileheap.c maps the file).
+ * Blocks are 16-byte aligned. Every call may come from any thread (and any
+ * process that maps the heap), except reset and destroy, which must run
+ * alone. The byte map marks with MA_MAP_FIXED every 4 MiB chunk a live
+ * heap overlaps; ma_fixed_find tells which heap, if any, holds a pointer. */
 MA_HIDDEN ma_heap_t *ma_fixed_new(void *base, size_t size);       /* NULL + EINVAL if unusable */
 MA_HIDDEN void *ma_fixed_alloc(ma_heap_t *h, size_t size, size_t align, bool zero); /* NULL + ENOMEM */
-MA_HIDDEN ma_heap_t *ma_fixed_find(const void *p);                /* any thread */
-MA_HIDDEN void ma_fixed_free(ma_heap_t *h, void *p, const char *what); /* any thread; fatal if invalid */
+MA_HIDDEN void *ma_fixed_malloc(ma_heap_t *h, size_t size);      /* ma_fixed_alloc(h, size, 16, false) */
+MA_HIDDEN ma_heap_t *ma_fixed_find(const void *p);                /* any thread, no lock */
+MA_HIDDEN void ma_fixed_free(ma_heap_t *h, void *p, const char *what); /* fatal if invalid */
 MA_HIDDEN size_t ma_fixed_usable(ma_heap_t *h, const void *p, const char *what); /* fatal if invalid */
+MA_HIDDEN void *ma_fixed_realloc(ma_heap_t *h, void *p, size_t size); /* stays in h */
 MA_HIDDEN void ma_fixed_reset(ma_heap_t *h);
-MA_HIDDEN void ma_fixed_destroy(ma_heap_t *h);                    /* unmarks the byte map */
+MA_HIDDEN void ma_fixed_destroy(ma_heap_t *h);   /* off the registry, dead; file: handle pooled */
 MA_HIDDEN int ma_fixed_visit(ma_heap_t *h, ma_heap_visit_fn *fn, void *arg);
 MA_HIDDEN void ma_fixed_stats(ma_heap_t *h, ma_heap_stats_t *out);
+MA_HIDDEN uint64_t ma_fixed_offset(ma_heap_t *h, const void *p);  /* fatal if outside */
+MA_HIDDEN void *ma_fixed_pointer(ma_heap_t *h, uint64_t off);     /* NULL if not backed */
+MA_HIDDEN void ma_fixed_root_set(ma_heap_t *h, uint64_t off);
+MA_HIDDEN uint64_t ma_fixed_root_get(ma_heap_t *h);
+MA_HIDDEN uint64_t ma_fixed_repairs(ma_heap_t *h);   /* rebuilds after a lock holder died */
+MA_HIDDEN int ma_fixed_sync(ma_heap_t *h);
+/* For fileheap.c: making, checking and recovering a heap's bytes. */
+MA_HIDDEN void ma_fixed_format(void *origin, uint64_t capacity, uint64_t committed);
+MA_HIDDEN uint64_t ma_fixed_checksum(const void *head);
+MA_HIDDEN size_t ma_fixed_head_size(void);           /* bytes ma_fixed_check_head reads */
+MA_HIDDEN size_t ma_fixed_arena_offset(void);        /* bytes before the first block */
+MA_HIDDEN uint64_t ma_fixed_capacity_max(void);
+MA_HIDDEN const char *ma_fixed_check_head(const void *head, uint64_t file_len, int *err, uint64_t *capacity);
+MA_HIDDEN const char *ma_fixed_check_state(const void *origin, int fd, int *err);
+MA_HIDDEN uint64_t ma_fixed_recover(void *origin);   /* alone: 0, or a bad header's offset */
+MA_HIDDEN ma_heap_t *ma_fixed_attach(void *origin, size_t map_size, int fd);
+MA_HIDDEN bool ma_fixed_is_file(ma_heap_t *h);
+MA_HIDDEN void ma_fixed_file_of(ma_heap_t *h, void **origin, size_t *map_size, int *fd);
+
+/* ---- fileheap.c: the files of file heaps (ma_heap_open) ------------------ */
+MA_HIDDEN ma_heap_t *ma_fileheap_open(const char *path, size_t size, int flags); /* NULL + errno */
+MA_HIDDEN int ma_fileheap_close(ma_heap_t *h);   /* syncs, unmaps, closes; the heap is dead */
 MA_HIDDEN void ma_fixed_fork_prepare(void);  /* the registry lock and every fixed heap's lock */
 MA_HIDDEN void ma_fixed_fork_parent(void);
 MA_HIDDEN void ma_fixed_fork_child(void);
@@ -632,6 +678,7 @@ MA_HIDDEN void ma_free_slow(void *p);
 MA_HIDDEN MA_COLD _Noreturn void ma_free_invalid(const ma_page_t *page, const void *p);
 MA_HIDDEN size_t ma_usable_of(const void *p, const char *what);
 MA_HIDDEN size_t ma_usable_unchecked(const void *p, const char *what);
+MA_HIDDEN ma_heap_t *ma_free_fixed_of(const void *p);  /* the fixed heap p is a block of */
 
 /* ---- check.c: checked mode (MAPALLOC_SECURE, MAPALLOC_DEBUG, valgrind) ---
  * Above alloc.c and free.c: their slow paths call here when ma_checked. */

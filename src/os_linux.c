@@ -1,6 +1,7 @@
 /* os_linux.c - the OS contract on Linux: the only file that calls mmap,
  * munmap, madvise, mremap, mprotect, getenv and getrandom, and that talks
- * to valgrind.
+ * to valgrind; and, for heaps in files (fixed.c, fileheap.c), the only one
+ * that opens, locks, grows, maps MAP_SHARED, syncs and closes files.
  *
  * ENOMEM from the kernel is an ordinary failure (NULL back to the caller);
  * any other error on unmap or purge means our bookkeeping is wrong, which is
@@ -12,6 +13,7 @@
 #include <stdlib.h>
 #include <sys/mman.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 #include "internal.h"
@@ -235,4 +237,129 @@ void ma_os_write_err(const char *s, size_t n) {
         s += w;
         n -= (size_t)w;
     }
+}
+
+/* ---- Files and shared memory (heaps in files: fileheap.c, fixed.c) ------
+ * Each returns 0 (or a descriptor, a mapping) on success and leaves the
+ * kernel's errno on failure; none of them allocates. */
+
+int ma_os_file_open(const char *path, bool create, bool excl) {
+    int flags = O_RDWR | O_CLOEXEC | (create ? O_CREAT : 0) | (create && excl ? O_EXCL : 0);
+    int fd;
+    do {
+        fd = open(path, flags, 0666);
+    } while (fd < 0 && errno == EINTR);
+    return fd;
+}
+
+/* Close-on-exec: a child made by fork keeps it (with the mapping), a
+ * program started by exec could not use it. */
+int ma_os_memfd(void) { return memfd_create("mapalloc-heap", MFD_CLOEXEC); }
+
+void ma_os_file_close(int fd) {
+    int saved = errno;
+    (void)close(fd);
+    errno = saved;
+}
+
+/* Open-file-description locks on the whole file: they belong to this open
+ * of the file (inherited across fork, released by the kernel when the last
+ * descriptor of it closes, whatever way the process ends), and changing
+ * one kind for the other is a single atomic step. MA_OS_LOCK_ALONE does
+ * not wait; MA_OS_LOCK_SHARED waits for an exclusive holder to finish. */
+int ma_os_file_lock(int fd, ma_os_lock_t how) {
+    struct flock fl = {.l_whence = SEEK_SET, .l_start = 0, .l_len = 0, .l_pid = 0};
+    fl.l_type = how == MA_OS_LOCK_ALONE ? F_WRLCK : how == MA_OS_LOCK_NONE ? F_UNLCK : F_RDLCK;
+    int cmd = how == MA_OS_LOCK_SHARED ? F_OFD_SETLKW : F_OFD_SETLK;
+    int rc;
+    do {
+        rc = fcntl(fd, cmd, &fl);
+    } while (rc != 0 && errno == EINTR);
+    return rc;
+}
+
+int64_t ma_os_file_size(int fd) {
+    struct stat st;
+    if (fstat(fd, &st) != 0) return -1;
+    if (!S_ISREG(st.st_mode)) {
+        errno = EINVAL;   /* a device, a pipe: not a file to keep a heap in */
+        return -1;
+    }
+    return (int64_t)st.st_size;
+}
+
+ssize_t ma_os_file_read(int fd, void *buf, size_t n, uint64_t off) {
+    ssize_t r;
+    do {
+        r = pread(fd, buf, n, (off_t)off);
+    } while (r < 0 && errno == EINTR);
+    return r;
+}
+
+/* The file's blocks are allocated, not only its length set, so that a full
+ * disk is an error here rather than a SIGBUS when a page is first written.
+ * File systems without fallocate get a plain (sparse) length. */
+int ma_os_file_grow(int fd, uint64_t from, uint64_t to) {
+    if (to <= from) return 0;
+    int rc;
+    do {
+        rc = fallocate(fd, 0, (off_t)from, (off_t)(to - from));
+    } while (rc != 0 && errno == EINTR);
+    if (rc != 0 && (errno == EOPNOTSUPP || errno == ENOSYS)) rc = ftruncate(fd, (off_t)to);
+    return rc;
+}
+
+/* The whole size is mapped at once, beyond the file's end: pages past it
+ * may not be touched until the file grows (SIGBUS), which the caller
+ * ensures. Not counted in os_mapped: these are the file's pages. */
+void *ma_os_map_shared(int fd, size_t size) {
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+void ma_os_unmap_shared(void *p, size_t size) {
+    if (munmap(p, size) != 0) ma_diag_fatal("munmap of a heap file failed");
+}
+
+/* Durable: the pages (msync) and the file's length and blocks (fdatasync,
+ * for a file that grew since). fd < 0: the pages only. */
+int ma_os_sync(void *p, size_t size, int fd) {
+    uintptr_t a = (uintptr_t)p & ~(uintptr_t)(MA_OS_PAGE - 1);
+    size += (uintptr_t)p - a;
+    if (msync((void *)a, size, MS_SYNC) != 0) return -1;
+    if (fd >= 0 && fdatasync(fd) != 0) return -1;
+    return 0;
+}
+
+/* Whether any of [p, p + size) is mapped MAP_SHARED, from /proc/self/maps
+ * (read in pieces into the stack, parsed as it comes: no allocation).
+ * Lines are "start-end perms ...", perms[3] is 's' or 'p'. Without /proc,
+ * the answer is "no". */
+bool ma_os_is_shared(const void *p, size_t size) {
+    int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return false;
+    uintptr_t lo = (uintptr_t)p, hi = lo + size, start = 0, end = 0;
+    int field = 0, perm = 0;   /* 0 start, 1 end, 2 perms, 3 rest of the line */
+    bool shared = false;
+    char buf[4096];
+    ssize_t n;
+    while (!shared && (n = read(fd, buf, sizeof buf)) > 0) {
+        for (ssize_t i = 0; i < n && !shared; i++) {
+            char c = buf[i];
+            if (c == '\n') {
+                field = perm = 0;
+                start = end = 0;
+            } else if (field < 2) {
+                int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+                if (d >= 0 && field == 0) start = start * 16 + (uintptr_t)d;
+                else if (d >= 0) end = end * 16 + (uintptr_t)d;
+                else field++;   /* '-' then ' ' */
+            } else if (field == 2) {
+                if (c == ' ') field++;
+                else if (perm++ == 3) shared = c == 's' && start < hi && lo < end;
+            }
+        }
+    }
+    ma_os_file_close(fd);
+    return shared;
 }

@@ -4,28 +4,39 @@
  * A user heap (ma_heap_new) is a heap like a thread's, whose pages live in
  * segments it owns and whose large blocks are on its own list, so
  * ma_heap_destroy unmaps them all without looking at a single block. A
- * fixed heap (ma_heap_new_in) lives in caller memory and is fixed.c's.
- * Blocks of either are ordinary blocks for free/realloc: a free from any
- * thread reaches a user heap's page through the remote-free path.
+ * fixed heap (ma_heap_new_in, in caller memory) and a file heap
+ * (ma_heap_open, in a file or shared memory: fileheap.c) are fixed.c's.
+ * Blocks of any are ordinary blocks for free/realloc: a free from any
+ * thread reaches a user heap's page through the remote-free path, and a
+ * fixed heap's through the registry.
  *
- * Every call checks the heap is alive and marks it busy for its duration:
- * two calls that overlap (two threads allocating at once) are reported
- * instead of corrupting the heap. The check is one atomic exchange.
+ * Every call checks the heap is alive. A user heap is also marked busy for
+ * the call's duration: two calls that overlap (two threads allocating at
+ * once) are reported instead of corrupting the heap (one atomic exchange).
+ * Fixed and file heaps have a lock of their own: their calls may overlap.
  */
 #include <errno.h>
 #include <string.h>
 #include "internal.h"
 
-static ma_heap_kind_t enter(ma_heap_t *h) {
+static ma_heap_kind_t alive(ma_heap_t *h) {
     uint32_t kind = atomic_load_explicit(&h->kind, memory_order_acquire);
     if (kind == MA_HEAP_DEAD) ma_diag_fatal_around("use of destroyed heap ", h, "");
     if (kind != MA_HEAP_USER && kind != MA_HEAP_FIXED) ma_diag_fatal_around("invalid heap ", h, "");
-    if (atomic_exchange_explicit(&h->busy, 1, memory_order_acquire))
-        ma_diag_fatal_around("heap ", h, " used by two threads at once");
     return (ma_heap_kind_t)kind;
 }
 
-static void leave(ma_heap_t *h) { atomic_store_explicit(&h->busy, 0, memory_order_release); }
+static ma_heap_kind_t enter(ma_heap_t *h) {
+    ma_heap_kind_t kind = alive(h);
+    if (kind == MA_HEAP_USER && atomic_exchange_explicit(&h->busy, 1, memory_order_acquire))
+        ma_diag_fatal_around("heap ", h, " used by two threads at once");
+    return kind;
+}
+
+static void leave(ma_heap_t *h) {
+    if (atomic_load_explicit(&h->kind, memory_order_relaxed) == MA_HEAP_USER)
+        atomic_store_explicit(&h->busy, 0, memory_order_release);
+}
 
 static void *heap_alloc(ma_heap_t *h, ma_heap_kind_t kind, size_t size, size_t align, bool zero) {
     if (kind == MA_HEAP_FIXED) return ma_fixed_alloc(h, size, align, zero);
@@ -47,11 +58,13 @@ ma_heap_t *ma_heap_new_in(void *base, size_t size) {
     return ma_fixed_new(base, size);
 }
 
+/* A fixed heap's struct is in caller memory, a file heap's goes back to
+ * fixed.c's pool of handles: neither is reused here. */
 void ma_heap_destroy(ma_heap_t *h) {
     if (enter(h) == MA_HEAP_FIXED) {
-        ma_fixed_destroy(h);
-        atomic_store_explicit(&h->kind, MA_HEAP_DEAD, memory_order_release);
-        return;  /* the struct is in caller memory: not ours to reuse */
+        if (ma_fixed_is_file(h)) (void)ma_fileheap_close(h);
+        else ma_fixed_destroy(h);
+        return;
     }
     ma_heap_user_release(h);
     leave(h);
@@ -65,6 +78,7 @@ void ma_heap_reset(ma_heap_t *h) {
 }
 
 void *ma_heap_malloc(ma_heap_t *h, size_t size) {
+    if (alive(h) == MA_HEAP_FIXED) return ma_fixed_malloc(h, size);
     ma_heap_kind_t kind = enter(h);
     void *p = heap_alloc(h, kind, size, MA_ALIGN_MIN, false);
     leave(h);
@@ -121,6 +135,11 @@ void *ma_heap_realloc(ma_heap_t *h, void *p, size_t size) {
         return NULL;
     }
     ma_heap_kind_t kind = enter(h);
+    if (kind == MA_HEAP_FIXED && owns(h, kind, p)) {
+        void *q = ma_fixed_realloc(h, p, size);
+        leave(h);
+        return q;
+    }
     size_t usable = ma_usable_of(p, "invalid realloc");
     void *q = p;
     if (!owns(h, kind, p) || size > usable || size < usable / 2) {
@@ -217,4 +236,48 @@ void ma_heap_stats(ma_heap_t *h, ma_heap_stats_t *out) {
         ma_segment_set_unlock(&h->segs);
     }
     leave(h);
+}
+
+/* ---- Heaps in files and shared memory ------------------------------------ */
+
+ma_heap_t *ma_heap_open(const char *path, size_t size, int flags) {
+    ma_process_init();
+    return ma_fileheap_open(path, size, flags);
+}
+
+int ma_heap_close(ma_heap_t *h) {
+    if (alive(h) != MA_HEAP_FIXED || !ma_fixed_is_file(h))
+        ma_diag_fatal_around("ma_heap_close of heap ", h, ", which ma_heap_open did not make");
+    return ma_fileheap_close(h);
+}
+
+/* A user heap has nothing that outlives the process: nothing to do. */
+int ma_heap_sync(ma_heap_t *h) {
+    if (alive(h) != MA_HEAP_FIXED) return 0;
+    return ma_fixed_sync(h);
+}
+
+static void need_offsets(ma_heap_t *h) {
+    if (alive(h) != MA_HEAP_FIXED)
+        ma_diag_fatal_around("heap ", h, " has no offsets (only ma_heap_open and ma_heap_new_in heaps do)");
+}
+
+uint64_t ma_heap_offset(ma_heap_t *h, const void *p) {
+    need_offsets(h);
+    return ma_fixed_offset(h, p);
+}
+
+void *ma_heap_pointer(ma_heap_t *h, uint64_t off) {
+    need_offsets(h);
+    return ma_fixed_pointer(h, off);
+}
+
+void ma_heap_root_set(ma_heap_t *h, uint64_t off) {
+    need_offsets(h);
+    ma_fixed_root_set(h, off);
+}
+
+uint64_t ma_heap_root_get(ma_heap_t *h) {
+    need_offsets(h);
+    return ma_fixed_root_get(h);
 }

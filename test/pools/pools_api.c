@@ -1,11 +1,13 @@
-/* pools_api.c - every ma_heap_ function, on three kinds of heap:
+/* pools_api.c - every ma_heap_ function, on five kinds of heap:
  *
- *   user   ma_heap_new()
- *   anon   ma_heap_new_in() over 64 MiB of an anonymous mapping
- *   file   ma_heap_new_in() over 64 MiB of a file mapped MAP_SHARED in a
- *          fresh temporary directory
+ *   user       ma_heap_new()
+ *   anon       ma_heap_new_in() over 64 MiB of an anonymous mapping
+ *   file       ma_heap_new_in() over 64 MiB of a file mapped MAP_SHARED in a
+ *              fresh temporary directory
+ *   open       ma_heap_open() of a new 64 MiB heap file in such a directory
+ *   open-anon  ma_heap_open(NULL): 64 MiB of anonymous shared memory
  *
- * The regions of the last two sit between guard bytes, checked after each
+ * The regions of anon and file sit between guard bytes, checked after each
  * test: nothing outside [base, base + size) may be written. For each kind:
  * malloc, calloc (zeroed), realloc (grow, shrink, NULL, size 0, moving a
  * block of another heap or of ma_malloc in), aligned_alloc (16 B..64 KiB;
@@ -33,9 +35,11 @@
 #define GUARD_BYTE 0xa5
 #define MAX_LIVE 4096
 
-enum kind { USER, ANON, FILE_MAP, KIND_COUNT };
+enum kind { USER, ANON, FILE_MAP, OPEN_FILE, OPEN_ANON, KIND_COUNT };
 static const char *const kind_names[] = {"ma_heap_new", "ma_heap_new_in (anonymous)",
-                                         "ma_heap_new_in (file)"};
+                                         "ma_heap_new_in (file)", "ma_heap_open (file)",
+                                         "ma_heap_open (anonymous)"};
+#define FIXED_KIND(k) ((k) == ANON || (k) == FILE_MAP)
 
 /* Where a fixed heap lives: `region` inside `map`, between two guards. */
 struct arena {
@@ -65,7 +69,7 @@ static void arena_open(struct arena *a, enum kind kind)
     a->fd = -1;
     a->map_size = REGION + 2 * GUARD;
     int flags = MAP_PRIVATE | MAP_ANONYMOUS;
-    if (kind == FILE_MAP) {
+    if (kind == FILE_MAP || kind == OPEN_FILE) {
         const char *tmp = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
         snprintf(a->dir, sizeof a->dir, "%.40s/pools_api.XXXXXX", tmp);
         if (!mkdtemp(a->dir)) {
@@ -73,6 +77,10 @@ static void arena_open(struct arena *a, enum kind kind)
             exit(2);
         }
         snprintf(a->path, sizeof a->path, "%s/heap", a->dir);
+    }
+    if (kind == OPEN_FILE || kind == OPEN_ANON)
+        return; /* the heap is mapalloc's to map */
+    if (kind == FILE_MAP) {
         a->fd = open(a->path, O_RDWR | O_CREAT | O_EXCL, 0600);
         if (a->fd < 0 || ftruncate(a->fd, (off_t)a->map_size) != 0) {
             perror(a->path);
@@ -91,6 +99,8 @@ static void arena_open(struct arena *a, enum kind kind)
 
 static int guards_intact(const struct arena *a)
 {
+    if (!a->map)
+        return 1;
     for (size_t i = 0; i < GUARD; i++)
         if (a->map[i] != GUARD_BYTE || a->region[REGION + i] != GUARD_BYTE)
             return 0;
@@ -100,9 +110,11 @@ static int guards_intact(const struct arena *a)
 static void arena_close(struct arena *a)
 {
     CHECK(guards_intact(a));
-    munmap(a->map, a->map_size);
-    if (a->fd >= 0) {
+    if (a->map)
+        munmap(a->map, a->map_size);
+    if (a->fd >= 0)
         close(a->fd);
+    if (a->dir[0]) {
         unlink(a->path);
         rmdir(a->dir);
     }
@@ -112,6 +124,10 @@ static ma_heap_t *heap_make(enum kind kind, struct arena *a)
 {
     if (kind == USER)
         return ma_heap_new();
+    if (kind == OPEN_FILE)
+        return ma_heap_open(a->path, REGION, MA_CREATE);
+    if (kind == OPEN_ANON)
+        return ma_heap_open(NULL, REGION, 0);
     return ma_heap_new_in(a->region, REGION);
 }
 
@@ -334,11 +350,15 @@ static void test_strdup(ma_heap_t *h, struct arena *a, enum kind kind)
         if (!CHECK(s != NULL))
             continue;
         CHECK(strcmp(s, words[i]) == 0);
-        if (kind == FILE_MAP) { /* the bytes are in the file */
+        if (kind == FILE_MAP || kind == OPEN_FILE) { /* the bytes are in the file */
             char back[64] = {0};
-            off_t at = (off_t)((unsigned char *)s - a->map);
-            CHECK(pread(a->fd, back, strlen(words[i]) + 1, at) == (ssize_t)strlen(words[i]) + 1);
+            int fd = kind == FILE_MAP ? a->fd : open(a->path, O_RDONLY);
+            off_t at = kind == FILE_MAP ? (off_t)((unsigned char *)s - a->map)
+                                        : (off_t)ma_heap_offset(h, s);
+            CHECK(pread(fd, back, strlen(words[i]) + 1, at) == (ssize_t)strlen(words[i]) + 1);
             CHECK(strcmp(back, words[i]) == 0);
+            if (fd != a->fd)
+                close(fd);
         }
         track(s, strlen(s) + 1);
     }
@@ -425,7 +445,7 @@ static void test_kind(enum kind kind)
     ma_heap_t *other = ma_heap_new();
     if (!CHECK(h != NULL) || !CHECK(other != NULL))
         exit(check_done());
-    if (kind != USER)
+    if (FIXED_KIND(kind))
         CHECK((unsigned char *)h >= a.region && (unsigned char *)h < a.region + REGION);
     ma_heap_stats_t st;
     ma_heap_stats(h, &st);
@@ -451,10 +471,18 @@ static void test_kind(enum kind kind)
     ma_heap_destroy(h);
     ma_heap_destroy(other);
     nlive = 0;
-    if (kind != USER) { /* the region is the caller's again: a new heap fits */
+    if (FIXED_KIND(kind)) { /* the region is the caller's again: a new heap fits */
         h = ma_heap_new_in(a.region, REGION);
         CHECK(h != NULL);
         ma_heap_destroy(h);
+    }
+    if (kind == OPEN_FILE) { /* destroy closed the file: its blocks are still there */
+        h = ma_heap_open(a.path, 0, 0);
+        if (CHECK(h != NULL)) {
+            ma_heap_stats(h, &st);
+            CHECK_EQ_U(st.blocks_in_use, 100);
+            CHECK_EQ_U(ma_heap_close(h), 0);
+        }
     }
     arena_close(&a);
 }

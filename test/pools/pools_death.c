@@ -112,8 +112,8 @@ static void two_threads(ma_heap_t *h)
     pthread_join(t, NULL);
 }
 
+/* (A fixed heap has a lock: two threads may use it at once, pools_files.) */
 static void user_two_threads(void) { two_threads(user_heap()); }
-static void fixed_two_threads(void) { two_threads(fixed_heap()); }
 
 /* A block alone in its heap: its free absorbs the rest of the arena. */
 static void fixed_double_free(void)
@@ -125,18 +125,20 @@ static void fixed_double_free(void)
 }
 
 /* The second free finds p inside a bigger free block (coalesced with both
- * neighbours), or reused by a later allocation. */
+ * neighbours), or reused by a later allocation. Blocks over 64 KiB: smaller
+ * ones wait on the heap's lock-free stacks, uncoalesced (fixed_double_free
+ * is that case). */
 static void fixed_double_free_coalesced(void)
 {
     ma_heap_t *h = fixed_heap();
-    void *a = ma_heap_malloc(h, 100), *p = ma_heap_malloc(h, 200);
-    void *c = ma_heap_malloc(h, 300);
+    void *a = ma_heap_malloc(h, 100 * KIB), *p = ma_heap_malloc(h, 200 * KIB);
+    void *c = ma_heap_malloc(h, 300 * KIB);
     void *d = ma_heap_malloc(h, 50); /* keeps c from merging with the rest */
     (void)d;
     free_fn(a);
     free_fn(c);
     free_fn(p);
-    void *big = ma_heap_malloc(h, 600);
+    void *big = ma_heap_malloc(h, 600 * KIB);
     expect(p);
     if (big != a) /* p must be inside the block reusing a, p and c */
         _exit(5);
@@ -208,6 +210,64 @@ static void fixed_usable_freed(void)
     ma_usable_size(p);
 }
 
+/* ---- Heaps in files and shared memory (ma_heap_open) ---------------------- */
+
+static ma_heap_t *file_heap(void)
+{
+    ma_heap_t *h = ma_heap_open(NULL, REGION, 0);
+    if (!h)
+        _exit(4);
+    return h;
+}
+
+static void file_double_free(void)
+{
+    void *p = ma_heap_malloc(file_heap(), 100);
+    expect(p);
+    free_fn(p);
+    free_fn(p);
+}
+
+static void file_malloc_closed(void)
+{
+    ma_heap_t *h = file_heap();
+    ma_heap_close(h);
+    expect(h);
+    free_fn(ma_heap_malloc(h, 10));
+}
+
+/* The heap is unmapped: the pointer is nobody's (and is not read). */
+static void file_free_after_close(void)
+{
+    ma_heap_t *h = file_heap();
+    void *p = ma_heap_malloc(h, 100);
+    ma_heap_close(h);
+    expect(p);
+    free_fn(p);
+}
+
+static void close_not_file(void)
+{
+    ma_heap_t *h = fixed_heap();
+    expect(h);
+    ma_heap_close(h);
+}
+
+static void offset_outside(void)
+{
+    ma_heap_t *h = file_heap();
+    static char elsewhere[16];
+    expect(elsewhere);
+    ma_heap_root_set(h, ma_heap_offset(h, elsewhere));
+}
+
+static void offset_user_heap(void)
+{
+    ma_heap_t *h = user_heap();
+    expect(h);
+    ma_heap_root_set(h, 0);
+}
+
 static const struct death_case {
     const char *name;
     const char *message, *after;
@@ -218,7 +278,6 @@ static const struct death_case {
     {"user_malloc_destroyed", MSG_DESTROYED, "", user_malloc_destroyed},
     {"fixed_malloc_destroyed", MSG_DESTROYED, "", fixed_malloc_destroyed},
     {"user_two_threads", MSG_TWO_THREADS, TWO_THREADS_AFTER, user_two_threads},
-    {"fixed_two_threads", MSG_TWO_THREADS, TWO_THREADS_AFTER, fixed_two_threads},
     {"fixed_double_free", MSG_DOUBLE_FREE, "", fixed_double_free},
     {"fixed_double_free_coalesced", MSG_DOUBLE_FREE, "", fixed_double_free_coalesced},
     {"fixed_invalid_free_interior", MSG_INVALID_FREE, "", fixed_invalid_free_interior},
@@ -229,6 +288,13 @@ static const struct death_case {
     {"user_free_after_destroy", MSG_INVALID_FREE, "", user_free_after_destroy},
     {"fixed_realloc_interior", MSG_INVALID_REALLOC, "", fixed_realloc_interior},
     {"fixed_usable_freed", MSG_INVALID_USABLE, "", fixed_usable_freed},
+    {"file_double_free", MSG_DOUBLE_FREE, "", file_double_free},
+    {"file_malloc_closed", MSG_DESTROYED, "", file_malloc_closed},
+    {"file_free_after_close", MSG_INVALID_FREE, "", file_free_after_close},
+    {"close_not_file", "mapalloc: ma_heap_close of heap ", ", which ma_heap_open did not make", close_not_file},
+    {"offset_outside", "mapalloc: ma_heap_offset: ", " is not inside the heap", offset_outside},
+    {"offset_user_heap", "mapalloc: heap ", " has no offsets (only ma_heap_open and ma_heap_new_in heaps do)",
+     offset_user_heap},
 };
 
 /* Reads fd to EOF into buf (NUL-terminated, truncated at size - 1). */

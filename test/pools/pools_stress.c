@@ -3,8 +3,9 @@
  *
  *   pools_stress [seed [rounds]]
  *
- * 8 heap slots: even ones hold ma_heap_new heaps, odd ones ma_heap_new_in
- * heaps over 16 MiB regions (anonymous, or a file mapped MAP_SHARED).
+ * 8 heap slots: even ones hold ma_heap_new heaps, slots 1 and 5 heaps in
+ * files (ma_heap_open, 16 MiB), slots 3 and 7 ma_heap_new_in heaps over 16
+ * MiB regions (anonymous, or a file mapped MAP_SHARED).
  * 4 allocating threads each take a slot whose lock is free (the program's
  * own synchronisation: one thread per heap at a time, any thread), make a
  * burst of blocks with malloc/calloc/aligned_alloc/strdup/realloc, write a
@@ -14,7 +15,7 @@
  * slot: it waits, still holding the slot, until every block it handed out
  * has been freed (a counter per slot: the documented rule), then destroys
  * the heap and makes a new one in the slot (over the same region for the
- * fixed kind). At the end main drains the ring, destroys what is left, and
+ * fixed kind; the file kind opens its file again, which must be empty). At the end main drains the ring, destroys what is left, and
  * checks the counters. Seeded; threads count failures in an atomic.
  */
 #define _GNU_SOURCE
@@ -43,6 +44,7 @@ struct slot {
     pthread_mutex_t lock;        /* held by the one thread using the heap */
     ma_heap_t *heap;             /* under lock */
     unsigned char *region;       /* fixed kind: the heap's memory; set once */
+    char path[96];               /* file kind: the heap's file; set once */
     atomic_ulong handed, freed;  /* blocks given to the freers, and freed by them */
     unsigned long generation;    /* under lock: heaps made in this slot */
 };
@@ -206,6 +208,8 @@ static void hand_off(struct slot *s, void *p, rng_t *r)
 
 static ma_heap_t *make_heap(unsigned i)
 {
+    if (slots[i].path[0])
+        return ma_heap_open(slots[i].path, REGION, MA_CREATE);
     return slots[i].region ? ma_heap_new_in(slots[i].region, REGION) : ma_heap_new();
 }
 
@@ -223,8 +227,13 @@ static void retire(unsigned i)
     atomic_fetch_add(&destroys, 1);
     s->heap = make_heap(i);
     s->generation++;
-    if (!s->heap)
+    if (!s->heap) {
         fail("heap not made again", NULL, i, s->generation);
+        return;
+    }
+    ma_heap_stats(s->heap, &st); /* a file opened again holds what it held: nothing */
+    if (st.blocks_in_use != 0)
+        fail("blocks in a heap made again", s->heap, st.blocks_in_use, i);
 }
 
 static void *allocator(void *arg)
@@ -290,12 +299,15 @@ int main(int argc, char **argv)
     }
     for (unsigned i = 0; i < SLOTS; i++) {
         pthread_mutex_init(&slots[i].lock, NULL);
-        slots[i].region = i % 2 ? map_region(i) : NULL;
+        slots[i].region = NULL;
+        if (i % 4 == 1)
+            snprintf(slots[i].path, sizeof slots[i].path, "%s/heap%u", tmpdir, i);
+        else if (i % 2)
+            slots[i].region = map_region(i);
         slots[i].heap = make_heap(i);
         if (!CHECK(slots[i].heap != NULL))
             return check_done();
     }
-    rmdir(tmpdir);
 
     pthread_t a[ALLOCATORS], f[FREERS];
     for (uintptr_t i = 0; i < FREERS; i++)
@@ -318,7 +330,10 @@ int main(int argc, char **argv)
         ma_heap_destroy(slots[i].heap);
         if (slots[i].region)
             munmap(slots[i].region, REGION);
+        if (slots[i].path[0])
+            unlink(slots[i].path);
     }
+    rmdir(tmpdir);
     printf("pools_stress: seed %llu, %lu blocks handed off, %lu freed, %lu heaps destroyed "
            "and made again\n",
            (unsigned long long)seed, handed, freed, atomic_load(&destroys));
