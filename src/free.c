@@ -40,9 +40,9 @@ static inline void free_local(ma_heap_t *heap, ma_page_t *page, ma_block_t *b) {
 
 /* Not the calling thread's page - or checked mode, where no page is.
  * Inline: a call here costs the cross-thread free one more instruction. */
-static inline void free_other(ma_page_t *page, void *p) {
+static inline void free_other(ma_heap_t *heap, ma_page_t *page, void *p) {
     if (MA_UNLIKELY(ma_checked)) ma_check_free_block(page, p);
-    else ma_free_remote(page, p);
+    else ma_free_remote_batched(heap, page, p);
 }
 
 /* p is not a live block of page. If page is a span given back whose last
@@ -86,16 +86,18 @@ void ma_free(void *p) {
     }
     ma_heap_t *heap = ma_heap_free_tls;
     if (MA_LIKELY(page->heap == heap)) free_local(heap, page, p);
-    else free_other(page, p);
+    else free_other(heap, page, p);
 }
 
 void ma_free_local(ma_heap_t *heap, ma_page_t *page, ma_block_t *b) { free_local(heap, page, b); }
 
-/* Another thread's page: push on its thread_free list, or, if the owner
- * parked the page as full, clear the flag and hand the block to the owning
- * heap directly so it learns the page has room. The page cannot change
- * heaps meanwhile: the block being freed still counts as in use. */
-void ma_free_remote(ma_page_t *page, ma_block_t *b) {
+/* Another thread's page: the chain head..tail (linked, tail's link to be
+ * set here) goes on its thread_free list with one compare-and-swap, or,
+ * if the owner parked the page as full, the flag is cleared and the chain
+ * goes to the owning heap's remote_full list so that it learns the page
+ * has room. The page cannot change heaps meanwhile: the blocks being freed
+ * still count as in use. */
+static void send_chain(ma_page_t *page, ma_block_t *head, ma_block_t *tail) {
     uintptr_t old = atomic_load_explicit(&page->thread_free, memory_order_relaxed);
     for (;;) {
         if (old & MA_TF_NOTIFY) {
@@ -103,21 +105,63 @@ void ma_free_remote(ma_page_t *page, ma_block_t *b) {
                                                        memory_order_acq_rel, memory_order_relaxed))
                 continue;
             ma_heap_t *heap = page->heap;
-            uintptr_t head = atomic_load_explicit(&heap->remote_full, memory_order_relaxed);
+            uintptr_t first = atomic_load_explicit(&heap->remote_full, memory_order_relaxed);
             do {
-                b->next = ma_block_encode((void *)head);
-            } while (!atomic_compare_exchange_weak_explicit(&heap->remote_full, &head, (uintptr_t)b,
+                tail->next = ma_block_encode((void *)first);
+            } while (!atomic_compare_exchange_weak_explicit(&heap->remote_full, &first, (uintptr_t)head,
                                                             memory_order_release, memory_order_relaxed));
             /* a heap with no thread: whoever next needs memory collects it */
             if (atomic_load_explicit(&heap->is_abandoned, memory_order_relaxed))
                 atomic_store_explicit(&ma_heap_abandoned_news, true, memory_order_relaxed);
             return;
         }
-        b->next = ma_block_encode((void *)old);
-        if (atomic_compare_exchange_weak_explicit(&page->thread_free, &old, (uintptr_t)b,
+        tail->next = ma_block_encode((void *)old);
+        if (atomic_compare_exchange_weak_explicit(&page->thread_free, &old, (uintptr_t)head,
                                                   memory_order_release, memory_order_relaxed))
             return;
     }
+}
+
+void ma_free_remote(ma_page_t *page, ma_block_t *b) { send_chain(page, b, b); }
+
+/* Frees of other threads' blocks are gathered per destination page in the
+ * freeing thread's heap (heap->rbatch, a few slots chosen by the page's
+ * address) and sent a chain at a time: one compare-and-swap, and one
+ * transfer of the page's remote cache line, per MA_RBATCH_MAX blocks
+ * instead of per block (snmalloc sends such batches as messages). A
+ * thread holds at most MA_RBATCH_SLOTS * MA_RBATCH_MAX blocks back: a
+ * slot is sent when full, when another page needs it, and all of them on
+ * the thread's malloc slow path, on ma_trim and when it exits. Blocks of a
+ * user heap's pages are sent at once (ma_heap_destroy may unmap them the
+ * moment the free returns), and so are those of a thread with no heap. */
+void ma_free_remote_batched(ma_heap_t *heap, ma_page_t *page, ma_block_t *b) {
+    if (MA_UNLIKELY(heap == &ma_heap_empty || !page->batchable)) {
+        send_chain(page, b, b);
+        return;
+    }
+    ma_rbatch_t *slot = &heap->rbatch[((uintptr_t)page >> 7) % MA_RBATCH_SLOTS];
+    if (MA_LIKELY(slot->page == page)) {
+        b->next = ma_block_encode(slot->head);
+        slot->head = b;
+        if (MA_UNLIKELY(++slot->count >= MA_RBATCH_MAX)) ma_free_flush_slot(slot);
+        return;
+    }
+    if (slot->page) send_chain(slot->page, slot->head, slot->tail);
+    slot->page = page;
+    slot->head = slot->tail = b;
+    slot->count = 1;
+}
+
+void ma_free_flush_slot(ma_rbatch_t *slot) {
+    if (!slot->page) return;
+    send_chain(slot->page, slot->head, slot->tail);
+    slot->page = NULL;
+    slot->count = 0;
+}
+
+/* Every block the thread of heap holds back goes to its page. */
+void ma_free_flush(ma_heap_t *heap) {
+    for (unsigned i = 0; i < MA_RBATCH_SLOTS; i++) ma_free_flush_slot(&heap->rbatch[i]);
 }
 
 /* A large mapping may be smaller than its 4 MiB chunk, and the rest of the

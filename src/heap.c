@@ -103,15 +103,8 @@ static void queue_push_back(ma_pageq_t *q, ma_page_t *page) {
  * with MAPALLOC_SECURE, where the classes below MA_SECURE_BLOCK_MIN hold
  * none (ma_sizeclass_direct). */
 static void direct_update(ma_heap_t *heap, unsigned cls) {
-    size_t tail = ma_block_tail(), min = ma_secure ? MA_SECURE_BLOCK_MIN : 0;
-    size_t size = ma_sizeclass_size(cls), below = cls == 1 ? 0 : ma_sizeclass_size(cls - 1);
-    if (size < min) return;
-    size_t lo = cls == 1 || below < min ? 0 : ((below - tail) >> 4) + 1;
-    size_t hi = (size - tail) >> 4;
-    if (lo >= MA_DIRECT_COUNT) return;
-    if (hi >= MA_DIRECT_COUNT) hi = MA_DIRECT_COUNT - 1;
     ma_page_t *page = heap->queue[cls].first ? heap->queue[cls].first : &ma_page_empty;
-    for (size_t i = lo; i <= hi; i++) heap->direct[i] = page;
+    for (unsigned i = ma_class_direct_lo[cls]; i <= ma_class_direct_hi[cls]; i++) heap->direct[i] = page;
 }
 
 /* ---- Retired pages -------------------------------------------------------- */
@@ -201,7 +194,10 @@ static ma_page_t *page_new(ma_heap_t *heap, unsigned cls) {
 /* A page of class cls with a non-empty free list, first in its queue. Pages
  * found full on the way are parked, so each is looked at once. */
 ma_page_t *ma_heap_find_page(ma_heap_t *heap, unsigned cls) {
-    if (++heap->epoch % RETIRE_SWEEP == 0 && heap->retired_count) retire_sweep(heap);
+    if (++heap->epoch % RETIRE_SWEEP == 0) {
+        ma_free_flush(heap);  /* what this thread holds of others' blocks (free.c) */
+        if (heap->retired_count) retire_sweep(heap);
+    }
     ma_pageq_t *q = &heap->queue[cls];
     ma_page_t *page = q->first;
     while (page) {
@@ -395,6 +391,7 @@ static void abandon(ma_heap_t *heap) {
 void ma_heap_thread_done(void *arg) {
     ma_heap_t *heap = arg;
     if (heap == NULL || heap == &ma_heap_empty) return;
+    ma_free_flush(heap);
     abandon(heap);
     if (ma_heap_tls == heap) ma_heap_tls = &ma_heap_empty;
     if (ma_heap_free_tls == heap) ma_heap_free_tls = &ma_heap_empty;

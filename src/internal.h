@@ -124,7 +124,8 @@ typedef struct ma_page_s {
     struct ma_page_s *next, *prev;  /* owner: in its queue or full list */
     uint8_t slice_count;     /* slices in the span (first slice only) */
     uint8_t retired;         /* owner: in heap->retired, waiting to go back */
-    uint16_t pad16;
+    uint8_t batchable;       /* a thread heap's page: remote frees may wait in batches (free.c) */
+    uint8_t pad8;
     uint32_t retire_at;      /* owner: the heap's epoch when it may go back */
     uint64_t pad[4];
 } ma_page_t;
@@ -171,6 +172,15 @@ typedef struct ma_large_s {
 _Static_assert(sizeof(ma_large_t) <= MA_LARGE_HEADER, "the header fits before the block");
 
 /* ---- Heaps -------------------------------------------------------------- */
+/* A thread's frees of other threads' blocks, gathered per page (free.c). */
+#define MA_RBATCH_SLOTS 8u
+#define MA_RBATCH_MAX 32u
+typedef struct ma_rbatch_s {
+    ma_page_t *page;          /* destination, or NULL */
+    ma_block_t *head, *tail;  /* the chain, linked by encoded links; tail's is unset */
+    uint32_t count;
+} ma_rbatch_t;
+
 /* A heap's segments (segment.c): the owner takes spans from them under the
  * lock, uncontended; other threads take it to purge, trim or look. */
 struct ma_segset_s {
@@ -207,6 +217,7 @@ struct ma_heap_s {
     uint32_t retired_count;
     uint32_t epoch;                      /* slow-path calls: the retire clock */
     ma_segset_t segs;                    /* the segments its pages live in */
+    ma_rbatch_t rbatch[MA_RBATCH_SLOTS]; /* frees to other heaps, not yet sent */
     /* Any thread. */
     _Atomic uintptr_t remote_full;       /* blocks freed into parked pages */
     /* Under the heaps lock. */
@@ -338,8 +349,12 @@ MA_HIDDEN long ma_option(ma_option_t o);
 
 /* ---- sizeclass.c -------------------------------------------------------- */
 MA_HIDDEN void ma_sizeclass_init(void);
-MA_HIDDEN size_t ma_sizeclass_size(unsigned cls);
-MA_HIDDEN unsigned ma_sizeclass_slices(unsigned cls);
+extern uint32_t ma_class_size[MA_CLASS_COUNT] MA_HIDDEN;   /* set once by ma_sizeclass_init */
+extern uint8_t ma_class_slices[MA_CLASS_COUNT] MA_HIDDEN;
+extern uint8_t ma_class_direct_lo[MA_CLASS_COUNT] MA_HIDDEN; /* heap->direct entries of */
+extern uint8_t ma_class_direct_hi[MA_CLASS_COUNT] MA_HIDDEN; /* a class; lo > hi: none */
+static inline size_t ma_sizeclass_size(unsigned cls) { return ma_class_size[cls]; }
+static inline unsigned ma_sizeclass_slices(unsigned cls) { return ma_class_slices[cls]; }
 static inline unsigned ma_sizeclass_of(size_t n) {
     if (n <= MA_CLASS_LINEAR * 16) return n <= 16 ? 1 : (unsigned)((n + 15) >> 4);
     if (MA_UNLIKELY(n > MA_PAGED_MAX))  /* a span of its own, whole slices */
@@ -661,7 +676,12 @@ MA_HIDDEN void ma_fixed_fork_child(void);
 
 /* ---- purger.c: the background purger; memory back when the OS refuses -- */
 MA_HIDDEN void ma_purger_init(void);
-MA_HIDDEN void ma_purger_kick(void);   /* slow paths, no lock held: start it if due */
+MA_HIDDEN void ma_purger_start(void);
+extern _Atomic bool ma_purger_wanted MA_HIDDEN;
+/* The slow paths, with no lock held: start the purger if it is due. */
+static inline void ma_purger_kick(void) {
+    if (MA_UNLIKELY(atomic_load_explicit(&ma_purger_wanted, memory_order_relaxed))) ma_purger_start();
+}
 MA_HIDDEN void ma_purger_fork_prepare(void);
 MA_HIDDEN void ma_purger_fork_parent(void);
 MA_HIDDEN void ma_purger_fork_child(void);
@@ -674,6 +694,9 @@ MA_HIDDEN void *ma_alloc_unchecked(ma_heap_t *heap, size_t size, size_t align, b
 MA_HIDDEN void *ma_alloc_class(ma_heap_t *heap, unsigned cls);
 MA_HIDDEN void ma_free_local(ma_heap_t *heap, ma_page_t *page, ma_block_t *b);
 MA_HIDDEN void ma_free_remote(ma_page_t *page, ma_block_t *b);
+MA_HIDDEN void ma_free_remote_batched(ma_heap_t *heap, ma_page_t *page, ma_block_t *b);
+MA_HIDDEN void ma_free_flush_slot(ma_rbatch_t *slot);
+MA_HIDDEN void ma_free_flush(ma_heap_t *heap);
 MA_HIDDEN void ma_free_slow(void *p);
 MA_HIDDEN MA_COLD _Noreturn void ma_free_invalid(const ma_page_t *page, const void *p);
 MA_HIDDEN size_t ma_usable_of(const void *p, const char *what);

@@ -39,6 +39,7 @@ void ma_page_setup(ma_page_t *page, ma_heap_t *heap, unsigned cls) {
     page->in_full = 0;
     page->pinned = 0;
     page->quarantined = quarantinable(heap, size);
+    page->batchable = atomic_load_explicit(&heap->kind, memory_order_relaxed) == MA_HEAP_THREAD;
     page->recip = (((uint64_t)1 << MA_RECIP_SHIFT) + size - 1) / size;
     page->heap = heap;
     page->next = page->prev = NULL;

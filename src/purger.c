@@ -32,6 +32,10 @@
 enum { PURGER_OFF, PURGER_STARTING, PURGER_RUNNING };
 
 static _Atomic int state;          /* PURGER_ */
+/* Whether a slow path should look at starting the purger: clear once it
+ * runs or cannot (the option, the delay), so that the test costs the slow
+ * paths one load. */
+_Atomic bool ma_purger_wanted = true;
 static pthread_mutex_t wait_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t wait_cond;
 
@@ -92,15 +96,16 @@ static void start(void) {
     pthread_attr_destroy(&attr);
     /* no thread (out of threads or memory): the slow paths keep purging */
     atomic_store_explicit(&state, ok ? PURGER_RUNNING : PURGER_OFF, memory_order_release);
+    if (ok) atomic_store_explicit(&ma_purger_wanted, false, memory_order_relaxed);
 }
 
-/* Called by the slow paths with no allocator lock held. pthread_create may
+/* Called by the slow paths (ma_purger_kick) with no allocator lock held.
+ * pthread_create may
  * allocate (glibc's thread descriptors): the call that starts the thread
  * has set the state first, so a malloc inside it comes back here and
  * returns at once. */
-void ma_purger_kick(void) {
-    if (MA_LIKELY(atomic_load_explicit(&state, memory_order_relaxed) != PURGER_OFF)) return;
-    if (!ma_option(MA_OPT_PURGER) || ma_option(MA_OPT_PURGE_DELAY_MS) < 0 || !something_to_purge()) return;
+void ma_purger_start(void) {
+    if (atomic_load_explicit(&state, memory_order_relaxed) != PURGER_OFF || !something_to_purge()) return;
     int expected = PURGER_OFF;
     if (!atomic_compare_exchange_strong(&state, &expected, PURGER_STARTING)) return;
     start();
@@ -119,7 +124,11 @@ static bool reclaim(void) {
     return released > 0;
 }
 
-void ma_purger_init(void) { ma_os_set_reclaim(reclaim); }
+void ma_purger_init(void) {
+    ma_os_set_reclaim(reclaim);
+    if (!ma_option(MA_OPT_PURGER) || ma_option(MA_OPT_PURGE_DELAY_MS) < 0)
+        atomic_store_explicit(&ma_purger_wanted, false, memory_order_relaxed);
+}
 
 /* fork: the thread is the parent's alone; a child starts its own. */
 void ma_purger_fork_prepare(void) { ma_lock(&wait_lock); }
@@ -127,5 +136,7 @@ void ma_purger_fork_parent(void) { ma_unlock(&wait_lock); }
 
 void ma_purger_fork_child(void) {
     pthread_mutex_init(&wait_lock, NULL);
+    if (atomic_load_explicit(&state, memory_order_relaxed) == PURGER_RUNNING)
+        atomic_store_explicit(&ma_purger_wanted, true, memory_order_relaxed);
     atomic_store_explicit(&state, PURGER_OFF, memory_order_relaxed);
 }

@@ -14,8 +14,28 @@
  */
 #include "internal.h"
 
-static uint32_t class_size[MA_CLASS_COUNT];
-static uint8_t class_slices[MA_CLASS_COUNT];
+uint32_t ma_class_size[MA_CLASS_COUNT];
+uint8_t ma_class_slices[MA_CLASS_COUNT];
+uint8_t ma_class_direct_lo[MA_CLASS_COUNT], ma_class_direct_hi[MA_CLASS_COUNT];
+
+/* The entries of heap->direct (16-byte steps up to MA_SMALL_MAX) that
+ * class cls serves: the sizes its blocks hold that the class below does
+ * not, less the canary with MAPALLOC_SECURE, where the classes below
+ * MA_SECURE_BLOCK_MIN hold none (ma_sizeclass_direct states the rule).
+ * lo > hi: none. */
+static void compute_direct(unsigned cls) {
+    size_t tail = ma_block_tail(), min = ma_secure ? MA_SECURE_BLOCK_MIN : 0;
+    size_t size = ma_class_size[cls], below = cls == 1 ? 0 : ma_class_size[cls - 1];
+    size_t lo = cls == 1 || below < min ? 0 : ((below - tail) >> 4) + 1;
+    size_t hi = (size - tail) >> 4;
+    if (size < min || lo >= MA_DIRECT_COUNT) {
+        lo = 1;
+        hi = 0;
+    }
+    if (hi >= MA_DIRECT_COUNT) hi = MA_DIRECT_COUNT - 1;
+    ma_class_direct_lo[cls] = (uint8_t)lo;
+    ma_class_direct_hi[cls] = (uint8_t)hi;
+}
 
 static size_t compute_size(unsigned cls) {
     if (cls <= MA_CLASS_LINEAR) return (size_t)cls * 16;
@@ -34,12 +54,10 @@ static unsigned compute_slices(size_t size) {
 
 void ma_sizeclass_init(void) {
     for (unsigned c = 1; c < MA_CLASS_COUNT; c++) {
-        class_size[c] = (uint32_t)compute_size(c);
-        class_slices[c] = (uint8_t)compute_slices(class_size[c]);
-        MA_ASSERT(ma_sizeclass_of(class_size[c]) == c);
+        ma_class_size[c] = (uint32_t)compute_size(c);
+        ma_class_slices[c] = (uint8_t)compute_slices(ma_class_size[c]);
+        MA_ASSERT(ma_sizeclass_of(ma_class_size[c]) == c);
     }
-    MA_ASSERT(class_size[MA_CLASS_COUNT - 1] == MA_MEDIUM_MAX);
+    for (unsigned c = 1; c < MA_CLASS_COUNT; c++) compute_direct(c);
+    MA_ASSERT(ma_class_size[MA_CLASS_COUNT - 1] == MA_MEDIUM_MAX);
 }
-
-size_t ma_sizeclass_size(unsigned cls) { return class_size[cls]; }
-unsigned ma_sizeclass_slices(unsigned cls) { return class_slices[cls]; }

@@ -128,7 +128,10 @@ int ma_trim(size_t pad) {
     ma_process_init();
     if (ma_checked) ma_check_flush();
     ma_heap_t *heap = ma_heap_current();
-    if (heap) ma_heap_collect(heap, true);
+    if (heap) {
+        ma_free_flush(heap);
+        ma_heap_collect(heap, true);
+    }
     ma_heap_collect_abandoned(true);
     size_t released = ma_heap_purge_all(true);
     released += ma_segment_pool_trim(true, 0);
