@@ -110,9 +110,12 @@ static void send_chain(ma_page_t *page, ma_block_t *head, ma_block_t *tail) {
                 tail->next = ma_block_encode((void *)first);
             } while (!atomic_compare_exchange_weak_explicit(&heap->remote_full, &first, (uintptr_t)head,
                                                             memory_order_release, memory_order_relaxed));
-            /* a heap with no thread: whoever next needs memory collects it */
-            if (atomic_load_explicit(&heap->is_abandoned, memory_order_relaxed))
+            /* a heap with no thread: whoever next needs memory collects it,
+             * and the purger if nobody does */
+            if (atomic_load_explicit(&heap->is_abandoned, memory_order_relaxed)) {
                 atomic_store_explicit(&ma_heap_abandoned_news, true, memory_order_relaxed);
+                ma_purger_kick();
+            }
             return;
         }
         tail->next = ma_block_encode((void *)old);

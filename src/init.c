@@ -15,8 +15,19 @@ uintptr_t ma_key, ma_canary_key;
 pthread_key_t ma_thread_key;
 static _Atomic int init_state;
 
-void ma_lock(pthread_mutex_t *m) { pthread_mutex_lock(m); }
-void ma_unlock(pthread_mutex_t *m) { pthread_mutex_unlock(m); }
+/* How many allocator locks the thread holds: code that may call out of
+ * the allocator (the purger's pthread_create) waits until it holds none. */
+__thread unsigned ma_locks_held __attribute__((tls_model("initial-exec")));
+
+void ma_lock(pthread_mutex_t *m) {
+    pthread_mutex_lock(m);
+    ma_locks_held++;
+}
+
+void ma_unlock(pthread_mutex_t *m) {
+    ma_locks_held--;
+    pthread_mutex_unlock(m);
+}
 
 /* The pthread key's destructor: the thread exits. Its quarantine goes
  * first, so that the heap it abandons holds no block freed long ago. */
@@ -27,7 +38,10 @@ static void thread_done(void *heap) {
 
 /* Every allocator lock is taken before fork: heap.c's (fixed heaps, heaps,
  * segment sets, pool), then the large cache's. */
+static unsigned locks_before_fork;  /* the forking thread's, before prepare */
+
 static void fork_prepare(void) {
+    locks_before_fork = ma_locks_held;
     ma_heap_fork_prepare();
     ma_large_fork_prepare();
     ma_purger_fork_prepare();
@@ -43,6 +57,7 @@ static void fork_child(void) {
     ma_purger_fork_child();
     ma_large_fork_child();
     ma_heap_fork_child();
+    ma_locks_held = locks_before_fork;  /* the child re-made the locks prepare took */
 }
 
 static MA_COLD void process_init_slow(void) {

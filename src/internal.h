@@ -573,6 +573,18 @@ static inline bool ma_page_link_plausible(const void *p, uintptr_t w) {
     return link == 0 || ((link ^ (uintptr_t)p) >> MA_SEGMENT_SHIFT) == 0;
 }
 
+/* ---- purger.c: the background purger; memory back when the OS refuses -- */
+MA_HIDDEN void ma_purger_init(void);
+MA_HIDDEN void ma_purger_start(void);
+extern _Atomic bool ma_purger_wanted MA_HIDDEN;
+/* The slow paths, with no lock held: start the purger if it is due. */
+static inline void ma_purger_kick(void) {
+    if (MA_UNLIKELY(atomic_load_explicit(&ma_purger_wanted, memory_order_relaxed))) ma_purger_start();
+}
+MA_HIDDEN void ma_purger_fork_prepare(void);
+MA_HIDDEN void ma_purger_fork_parent(void);
+MA_HIDDEN void ma_purger_fork_child(void);
+
 /* ---- heap.c: thread heaps ----------------------------------------------- */
 MA_HIDDEN ma_heap_t *ma_heap_thread_init(void);
 MA_HIDDEN void ma_heap_thread_done(void *heap);
@@ -604,7 +616,10 @@ MA_HIDDEN uint64_t ma_heap_count(void);
 static inline void ma_page_free_push(ma_heap_t *heap, ma_page_t *page, ma_block_t *b) {
     b->next = ma_block_encode(page->local_free);
     page->local_free = b;
-    if (MA_UNLIKELY(--page->used <= 0)) ma_heap_page_event(heap, page);
+    if (MA_UNLIKELY(--page->used <= 0)) {
+        ma_heap_page_event(heap, page);
+        ma_purger_kick();  /* memory may have become free */
+    }
 }
 
 /* ---- large.c: blocks mapped on their own -------------------------------- */
@@ -674,18 +689,6 @@ MA_HIDDEN void ma_fixed_fork_prepare(void);  /* the registry lock and every fixe
 MA_HIDDEN void ma_fixed_fork_parent(void);
 MA_HIDDEN void ma_fixed_fork_child(void);
 
-/* ---- purger.c: the background purger; memory back when the OS refuses -- */
-MA_HIDDEN void ma_purger_init(void);
-MA_HIDDEN void ma_purger_start(void);
-extern _Atomic bool ma_purger_wanted MA_HIDDEN;
-/* The slow paths, with no lock held: start the purger if it is due. */
-static inline void ma_purger_kick(void) {
-    if (MA_UNLIKELY(atomic_load_explicit(&ma_purger_wanted, memory_order_relaxed))) ma_purger_start();
-}
-MA_HIDDEN void ma_purger_fork_prepare(void);
-MA_HIDDEN void ma_purger_fork_parent(void);
-MA_HIDDEN void ma_purger_fork_child(void);
-
 /* ---- alloc.c / free.c: the entry points' bodies ------------------------- */
 MA_HIDDEN void *ma_alloc_slow(ma_heap_t *heap, size_t size);
 MA_HIDDEN void *ma_alloc_aligned(size_t size, size_t align);
@@ -718,6 +721,7 @@ MA_HIDDEN void ma_check_at_exit(void);               /* MAPALLOC_DEBUG's report 
 /* ---- init.c: process, thread and fork hooks ----------------------------- */
 MA_HIDDEN void ma_process_init(void);
 MA_HIDDEN void ma_lock(pthread_mutex_t *m);
+extern __thread unsigned ma_locks_held MA_HIDDEN;
 MA_HIDDEN void ma_unlock(pthread_mutex_t *m);
 extern pthread_key_t ma_thread_key MA_HIDDEN;
 

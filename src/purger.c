@@ -99,13 +99,15 @@ static void start(void) {
     if (ok) atomic_store_explicit(&ma_purger_wanted, false, memory_order_relaxed);
 }
 
-/* Called by the slow paths (ma_purger_kick) with no allocator lock held.
- * pthread_create may
+/* Called by the slow paths and wherever memory may have become free
+ * (ma_purger_kick); does nothing while the thread holds an allocator lock
+ * (pthread_create may call back into us). pthread_create may
  * allocate (glibc's thread descriptors): the call that starts the thread
  * has set the state first, so a malloc inside it comes back here and
  * returns at once. */
 void ma_purger_start(void) {
-    if (atomic_load_explicit(&state, memory_order_relaxed) != PURGER_OFF || !something_to_purge()) return;
+    if (atomic_load_explicit(&state, memory_order_relaxed) != PURGER_OFF || ma_locks_held || !something_to_purge())
+        return;
     int expected = PURGER_OFF;
     if (!atomic_compare_exchange_strong(&state, &expected, PURGER_STARTING)) return;
     start();
