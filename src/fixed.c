@@ -22,11 +22,14 @@
  *    reset draws a new secret, so stale headers inside blocks never pass as
  *    live; one that says "freed" makes a second free a double free.
  *
- * Threads: one mutex per heap, inside the region, serialises every call on
+ * Threads: one lock per heap, inside the region, serialises every call on
  * it (frees come from any thread; visit holds it while fn runs). The
  * registry of live heaps, which maps a pointer to its heap and sets the
  * MA_MAP_FIXED byte-map entries, has its own lock, taken before a heap's
- * lock, never after. A region may lie inside a block of another live one.
+ * lock (but a free from visit's fn takes it with the heap's lock held). A
+ * region may lie inside a block of another live one. Both are lock.c's
+ * ma_lock_t, so fork takes them with the others; a heap's lock leaves
+ * lock.c's registry when the heap is destroyed.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -58,7 +61,7 @@ typedef struct free_s {
 } free_t;
 
 typedef struct fixed_s {
-    pthread_mutex_t lock;          /* error-checking: a free from visit's fn is caught */
+    ma_lock_t lock;                /* knows its holder: a free from visit's fn is caught */
     uint8_t *base, *arena, *end;   /* the region, first header, end (16-aligned); set once */
     uint64_t secret;               /* keys checks and links; redrawn by every reset */
     size_t blocks, bytes;          /* live blocks and their usable bytes */
@@ -66,7 +69,6 @@ typedef struct fixed_s {
     ma_heap_t *heap;               /* the heap struct at base */
     struct fixed_s *reg_next;      /* registry lock: the list of live heaps */
     struct fixed_s **reg_pprev;    /* registry lock */
-    bool fork_locked;              /* registry lock: fork_prepare holds `lock` */
     uint64_t bin_map[BIN_WORDS];   /* bit i: bins[i] is not empty */
     free_t *bins[BIN_COUNT];       /* free blocks by size, LIFO */
 } fixed_t;
@@ -77,7 +79,7 @@ _Static_assert(sizeof(hdr_t) == HDR, "blocks stay 16-byte aligned");
 _Static_assert(sizeof(free_t) + sizeof(uint64_t) <= MIN_BLOCK, "a free block holds links and footer");
 _Static_assert(ARENA_OFFSET + 4 * MIN_BLOCK <= MA_HEAP_IN_MIN, "the smallest region holds blocks");
 
-static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
+static ma_lock_t reg_lock = MA_LOCK_INIT(MA_RANK_FIXED_REGISTRY);
 static fixed_t *reg_first;          /* registry lock */
 static _Atomic uint64_t draws;      /* makes every secret different */
 
@@ -262,19 +264,18 @@ static hdr_t *carve(fixed_t *st, size_t need, size_t want, size_t align) {
 }
 
 static void lock(fixed_t *st, const void *p) {
-    int rc = pthread_mutex_lock(&st->lock);
-    if (MA_UNLIKELY(rc != 0))   /* EDEADLK: freed into h from ma_heap_visit's fn */
+    if (MA_UNLIKELY(ma_lock_held(&st->lock)))   /* freed into h from ma_heap_visit's fn */
         ma_diag_fatal_ptr("free during ma_heap_visit", p, 0);
+    ma_lock(&st->lock);
 }
 
-static void unlock(fixed_t *st) { pthread_mutex_unlock(&st->lock); }
+static void unlock(fixed_t *st) { ma_unlock(&st->lock); }
 
-static void init_lock(fixed_t *st) {
-    pthread_mutexattr_t attr;
-    pthread_mutexattr_init(&attr);
-    pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_ERRORCHECK);
-    pthread_mutex_init(&st->lock, &attr);
-    pthread_mutexattr_destroy(&attr);
+/* Taken unless this thread holds it already (visit's fn). */
+static bool lock_unless_held(fixed_t *st) {
+    if (ma_lock_held(&st->lock)) return false;
+    ma_lock(&st->lock);
+    return true;
 }
 
 void *ma_fixed_alloc(ma_heap_t *h, size_t size, size_t align, bool zero) {
@@ -351,7 +352,7 @@ void ma_fixed_free(ma_heap_t *h, void *p, const char *what) {
  * the error-checking lock says so (EDEADLK), and the heap is ours already. */
 size_t ma_fixed_usable(ma_heap_t *h, const void *p, const char *what) {
     fixed_t *st = h->fixed;
-    bool took = pthread_mutex_lock(&st->lock) == 0;
+    bool took = lock_unless_held(st);
     size_t n = bsize(live_block(st, p, what, what)) - HDR;
     if (took) unlock(st);
     return n;
@@ -416,7 +417,7 @@ static bool overlaps(const fixed_t *st, uintptr_t lo, uintptr_t hi) {
 /* Is [lo, hi) inside one live block of r? A walk, but only ma_heap_new_in
  * asks. Registry lock held; r's lock may be ours already (visit's fn). */
 static bool inside_live_block(fixed_t *r, uintptr_t lo, uintptr_t hi) {
-    bool took = pthread_mutex_lock(&r->lock) == 0, inside = false;
+    bool took = lock_unless_held(r), inside = false;
     for (hdr_t *b = (hdr_t *)r->arena; (uint8_t *)b < r->end; b = at(b, bsize(b))) {
         uintptr_t start = (uintptr_t)(b + 1), end = (uintptr_t)at(b, bsize(checked(r, b)));
         if (lo < end) {
@@ -500,15 +501,13 @@ static ma_heap_t *heap_init(void *base) {
     ma_heap_t *h = base;
     memset(h, 0, sizeof *h);
     for (unsigned i = 0; i < MA_DIRECT_COUNT; i++) h->direct[i] = &ma_page_empty;
-    pthread_mutex_init(&h->large_lock, NULL);
     atomic_store_explicit(&h->kind, MA_HEAP_FIXED, memory_order_relaxed);
     return h;
 }
 
 static fixed_t *state_init(ma_heap_t *h, size_t size) {
     fixed_t *st = (fixed_t *)((uint8_t *)h + STATE_OFFSET);
-    memset(st, 0, sizeof *st);
-    init_lock(st);
+    memset(st, 0, sizeof *st);   /* a free lock, yet to join lock.c's registry */
     st->base = (uint8_t *)h;
     st->arena = st->base + ARENA_OFFSET;
     st->end = st->base + size;
@@ -549,27 +548,5 @@ void ma_fixed_destroy(ma_heap_t *h) {
     ma_unlock(&reg_lock);
     lock(st, NULL);
     unlock(st);
-    pthread_mutex_destroy(&st->lock);
-}
-
-/* ---- fork ----------------------------------------------------------------
- * Every live heap's lock is held across fork, so the child finds each heap
- * whole. Its copies of the locks belong to a thread that does not exist in
- * the child (error-checking mutexes know their owner), so it makes new ones. */
-
-void ma_fixed_fork_prepare(void) {
-    ma_lock(&reg_lock);
-    for (fixed_t *r = reg_first; r; r = r->reg_next)
-        r->fork_locked = pthread_mutex_lock(&r->lock) == 0;
-}
-
-void ma_fixed_fork_parent(void) {
-    for (fixed_t *r = reg_first; r; r = r->reg_next)
-        if (r->fork_locked) unlock(r);
-    ma_unlock(&reg_lock);
-}
-
-void ma_fixed_fork_child(void) {
-    pthread_mutex_init(&reg_lock, NULL);
-    for (fixed_t *r = reg_first; r; r = r->reg_next) init_lock(r);
+    ma_lock_forget(&st->lock);
 }

@@ -15,9 +15,6 @@ uintptr_t ma_key, ma_canary_key;
 pthread_key_t ma_thread_key;
 static _Atomic int init_state;
 
-void ma_lock(pthread_mutex_t *m) { pthread_mutex_lock(m); }
-void ma_unlock(pthread_mutex_t *m) { pthread_mutex_unlock(m); }
-
 /* The pthread key's destructor: the thread exits. Its quarantine goes
  * first, so that the heap it abandons holds no block freed long ago. */
 static void thread_done(void *heap) {
@@ -25,9 +22,14 @@ static void thread_done(void *heap) {
     ma_heap_thread_done(heap);
 }
 
-static void fork_prepare(void) { ma_heap_fork_prepare(); }
-static void fork_parent(void) { ma_heap_fork_parent(); }
-static void fork_child(void) { ma_heap_fork_child(); }
+/* fork: every lock of the allocator is in lock.c's registry, which takes
+ * them all (or, in a single-threaded process, none). A child that got them
+ * from a process with other threads orphans those threads' heaps. */
+static void fork_prepare(void) { (void)ma_lock_fork_prepare(); }
+static void fork_parent(void) { ma_lock_fork_parent(); }
+static void fork_child(void) {
+    if (ma_lock_fork_child()) ma_heap_fork_child();
+}
 
 static MA_COLD void process_init_slow(void) {
     int expected = INIT_NONE;

@@ -147,6 +147,44 @@ typedef struct ma_large_s {
 } ma_large_t;
 _Static_assert(sizeof(ma_large_t) <= MA_LARGE_HEADER, "the header fits before the block");
 
+/* ---- lock.c: the allocator's locks, and what fork does with them --------
+ * Every lock of the allocator is an ma_lock_t: a lock that knows which
+ * thread holds it. The first time one is taken it joins a registry, and
+ * fork's prepare handler takes every lock in the registry (lock.c says
+ * how, and how it never deadlocks), so no new lock needs fork code of its
+ * own. A lock in memory that goes away (a fixed heap's) leaves the
+ * registry with ma_lock_forget first. All zeros is a free lock of rank 0.
+ * Ranks order the registry: the order in which the locks nest, outermost
+ * first (src/README.md, "Locks"). */
+typedef enum {
+    MA_RANK_OUTER = 0,      /* held while the program's code runs: a heap's
+                               large-block lock across ma_heap_visit's fn, a
+                               fixed heap's lock across its visit's fn */
+    MA_RANK_FIXED_REGISTRY, /* fixed.c's registry of live fixed heaps */
+    MA_RANK_HEAPS,          /* heap.c's list of heaps */
+    MA_RANK_SEGMENTS,       /* segment.c's segments, and large.c's cache */
+} ma_lock_rank_t;
+
+typedef struct ma_lock_s {
+    _Atomic uintptr_t holder;       /* the holder's ma_lock_self(), 0 when free */
+    _Atomic uint32_t seq;           /* futex word: bumped by an unlock that finds sleepers */
+    _Atomic uint32_t sleepers;      /* threads waiting on seq, or about to */
+    uint32_t fork_level;            /* holder: the nested fork prepare that took it, else 0 */
+    uint8_t rank;                   /* ma_lock_rank_t, fixed before first use */
+    _Atomic uint8_t joined;         /* in the registry (lock.c) */
+    struct ma_lock_s *_Atomic next; /* registry lock: next in the registry, by rank */
+} ma_lock_t;
+#define MA_LOCK_INIT(r) {.rank = (r)}
+
+MA_HIDDEN void ma_lock(ma_lock_t *l);
+MA_HIDDEN bool ma_lock_try(ma_lock_t *l);
+MA_HIDDEN void ma_unlock(ma_lock_t *l);
+MA_HIDDEN bool ma_lock_held(const ma_lock_t *l);   /* by the calling thread */
+MA_HIDDEN void ma_lock_forget(ma_lock_t *l);       /* free; its memory goes away */
+MA_HIDDEN bool ma_lock_fork_prepare(void);          /* false: nothing was taken */
+MA_HIDDEN void ma_lock_fork_parent(void);
+MA_HIDDEN bool ma_lock_fork_child(void);            /* as prepare said */
+
 /* ---- Heaps -------------------------------------------------------------- */
 /* Checked mode's per-heap state (check.c; page.c reads the generator). */
 #define MA_QUARANTINE_SLOTS 64u                 /* freed blocks held back ... */
@@ -182,7 +220,7 @@ struct ma_heap_s {
     /* User heaps (ma_heap_new / ma_heap_new_in). */
     _Atomic uint32_t kind;               /* ma_heap_kind_t */
     _Atomic uint32_t busy;               /* an ma_heap_ call is running */
-    pthread_mutex_t large_lock;          /* guards large_list */
+    ma_lock_t large_lock;                /* guards large_list; all zeros at first */
     ma_large_t *large_list;              /* this heap's large blocks */
     uint64_t segment_count;              /* segment lock: segments it owns */
     void *fixed;                         /* fixed.c's state (ma_heap_new_in) */
@@ -247,6 +285,13 @@ typedef enum { MA_VG_NOACCESS, MA_VG_UNDEFINED, MA_VG_DEFINED } ma_vg_state_t;
 MA_HIDDEN void ma_os_vg_malloclike(void *p, size_t size, bool zeroed);  /* memcheck: a new block */
 MA_HIDDEN void ma_os_vg_freelike(void *p);                              /* memcheck: freed */
 MA_HIDDEN void ma_os_vg_mark(void *p, size_t size, ma_vg_state_t state);
+MA_HIDDEN void ma_os_futex_wait(_Atomic uint32_t *word, uint32_t expected);
+MA_HIDDEN void ma_os_futex_wake(_Atomic uint32_t *word, int count);
+MA_HIDDEN void ma_os_pause(unsigned round);
+MA_HIDDEN void ma_os_stdio_lock(void);     /* glibc's stdio list lock, if any */
+MA_HIDDEN void ma_os_stdio_unlock(void);
+MA_HIDDEN void ma_os_stdio_reset(void);    /* the fork child: free again */
+MA_HIDDEN bool ma_os_single_threaded(void);
 
 /* ---- diag.c: messages and fatal errors, without allocating -------------- */
 typedef struct ma_buf_s {
@@ -299,7 +344,6 @@ MA_HIDDEN void ma_segment_tick(bool force);
 MA_HIDDEN size_t ma_segment_trim(void);
 MA_HIDDEN void ma_segment_lock(void);
 MA_HIDDEN void ma_segment_unlock(void);
-MA_HIDDEN void ma_segment_fork_child(void);
 typedef void ma_page_visit_fn(const ma_page_t *page, void *arg);
 MA_HIDDEN void ma_segment_visit_pages(ma_page_visit_fn *fn, void *arg);
 MA_HIDDEN void ma_segment_account_locked(int64_t delta);
@@ -495,8 +539,6 @@ MA_HIDDEN void ma_heap_page_event(ma_heap_t *heap, ma_page_t *page);
 MA_HIDDEN void ma_heap_drain_remote(ma_heap_t *heap);
 MA_HIDDEN void ma_heap_collect(ma_heap_t *heap, bool release_all);
 MA_HIDDEN void ma_heap_collect_abandoned(void);
-MA_HIDDEN void ma_heap_fork_prepare(void);
-MA_HIDDEN void ma_heap_fork_parent(void);
 MA_HIDDEN void ma_heap_fork_child(void);
 MA_HIDDEN void ma_heap_sum_class_allocs(uint64_t *out);
 MA_HIDDEN ma_heap_t *ma_heap_current(void);   /* this thread's heap, or NULL */
@@ -549,9 +591,6 @@ MA_HIDDEN void ma_fixed_reset(ma_heap_t *h);
 MA_HIDDEN void ma_fixed_destroy(ma_heap_t *h);                    /* unmarks the byte map */
 MA_HIDDEN int ma_fixed_visit(ma_heap_t *h, ma_heap_visit_fn *fn, void *arg);
 MA_HIDDEN void ma_fixed_stats(ma_heap_t *h, ma_heap_stats_t *out);
-MA_HIDDEN void ma_fixed_fork_prepare(void);  /* the registry lock and every fixed heap's lock */
-MA_HIDDEN void ma_fixed_fork_parent(void);
-MA_HIDDEN void ma_fixed_fork_child(void);
 
 /* ---- alloc.c / free.c: the entry points' bodies ------------------------- */
 MA_HIDDEN void *ma_alloc_slow(ma_heap_t *heap, size_t size);
@@ -579,8 +618,6 @@ MA_HIDDEN void ma_check_at_exit(void);               /* MAPALLOC_DEBUG's report 
 
 /* ---- init.c: process, thread and fork hooks ----------------------------- */
 MA_HIDDEN void ma_process_init(void);
-MA_HIDDEN void ma_lock(pthread_mutex_t *m);
-MA_HIDDEN void ma_unlock(pthread_mutex_t *m);
 extern pthread_key_t ma_thread_key MA_HIDDEN;
 
 /* ---- stats.c ------------------------------------------------------------ */

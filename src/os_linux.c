@@ -1,6 +1,7 @@
 /* os_linux.c - the OS contract on Linux: the only file that calls mmap,
- * munmap, madvise, mremap, mprotect, getenv and getrandom, and that talks
- * to valgrind.
+ * munmap, madvise, mremap, mprotect, getenv, getrandom and futex, that
+ * talks to valgrind, and that knows glibc's internals we lean on (its
+ * stdio list lock, whether the process is single-threaded).
  *
  * ENOMEM from the kernel is an ordinary failure (NULL back to the caller);
  * any other error on unmap or purge means our bookkeeping is wrong, which is
@@ -11,7 +12,10 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <sched.h>
 #include <sys/random.h>
+#include <sys/syscall.h>
+#include <linux/futex.h>
 #include <time.h>
 #include <unistd.h>
 #include "internal.h"
@@ -219,3 +223,55 @@ void ma_os_write_err(const char *s, size_t n) {
         n -= (size_t)w;
     }
 }
+
+/* ---- Locks and fork (lock.c) ------------------------------------------- */
+
+/* Sleeps while *word == expected (or until a wake); a raw system call, so
+ * not a cancellation point, and safe in a signal handler. */
+void ma_os_futex_wait(_Atomic uint32_t *word, uint32_t expected) {
+    int saved = errno;
+    (void)syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, expected, NULL, NULL, 0);
+    errno = saved;
+}
+
+void ma_os_futex_wake(_Atomic uint32_t *word, int count) {
+    int saved = errno;
+    (void)syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, count, NULL, NULL, 0);
+    errno = saved;
+}
+
+/* A pause between two tries at something another thread holds: a yield
+ * at first, then 50 us naps (raw nanosleep: not a cancellation point). */
+void ma_os_pause(unsigned round) {
+    int saved = errno;
+    if (round < 16) {
+        sched_yield();
+    } else {
+        struct timespec ts = {0, 50 * 1000};
+        (void)syscall(SYS_nanosleep, &ts, NULL);
+    }
+    errno = saved;
+}
+
+/* glibc's stdio list lock (recursive; glibc 2.36's fork takes it after the
+ * atfork prepare handlers and before its own malloc's locks, resets it in
+ * the child). Weak: a static program without stdio has none. */
+extern void _IO_list_lock(void) __attribute__((weak));
+extern void _IO_list_unlock(void) __attribute__((weak));
+extern void _IO_list_resetlock(void) __attribute__((weak));
+/* glibc 2.32 and later: true until the process makes its first thread. */
+extern char __libc_single_threaded __attribute__((weak));
+
+void ma_os_stdio_lock(void) {
+    if (_IO_list_lock && _IO_list_unlock && _IO_list_resetlock) _IO_list_lock();
+}
+
+void ma_os_stdio_unlock(void) {
+    if (_IO_list_lock && _IO_list_unlock && _IO_list_resetlock) _IO_list_unlock();
+}
+
+void ma_os_stdio_reset(void) {
+    if (_IO_list_lock && _IO_list_unlock && _IO_list_resetlock) _IO_list_resetlock();
+}
+
+bool ma_os_single_threaded(void) { return &__libc_single_threaded != NULL && __libc_single_threaded; }

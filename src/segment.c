@@ -37,7 +37,7 @@ static void guard_segment(ma_segment_t *seg) {
     ma_os_protect((uint8_t *)seg + MA_SEGMENT_SIZE - MA_SLICE_SIZE, MA_SLICE_SIZE, false);
 }
 
-static pthread_mutex_t seg_lock = PTHREAD_MUTEX_INITIALIZER;
+static ma_lock_t seg_lock = MA_LOCK_INIT(MA_RANK_SEGMENTS);
 static ma_segment_t *seg_list;     /* all segments, oldest first */
 static ma_segment_t *seg_last;
 static uint64_t dirty_bytes;       /* free slices that may be resident */
@@ -47,7 +47,6 @@ static uint64_t last_tick_ms;
 
 void ma_segment_lock(void) { ma_lock(&seg_lock); }
 void ma_segment_unlock(void) { ma_unlock(&seg_lock); }
-void ma_segment_fork_child(void) { pthread_mutex_init(&seg_lock, NULL); }
 
 void ma_segment_map_set(uintptr_t base, uint8_t v) {
     size_t i = base >> MA_SEGMENT_SHIFT;
