@@ -6,6 +6,15 @@
  * ENOMEM from the kernel is an ordinary failure (NULL back to the caller);
  * any other error on unmap or purge means our bookkeeping is wrong, which is
  * fatal. Every figure the statistics show about OS memory is counted here.
+ *
+ * The mapping limit (vm.max_map_count, 65530 by default): at it, the
+ * kernel refuses a new mapping (ENOMEM: NULL), and also an munmap that
+ * would split one in two, which trimming an over-sized mapping to its
+ * alignment or unmapping a segment between two others may need. Such an
+ * unmap is not an error: the range is purged (its memory goes back) and
+ * kept on a short list of ranges to unmap later, tried again after each
+ * unmap that succeeds; a range that finds no room on the list stays
+ * mapped, purged, for good (address space, no memory).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -46,9 +55,63 @@ static void *raw_map(size_t size, int prot, int extra) {
     return p == MAP_FAILED ? NULL : p;
 }
 
-static void raw_unmap(void *p, size_t size) {
+/* false: ENOMEM, the mapping limit (see above); anything else is fatal. */
+static bool raw_unmap(void *p, size_t size) {
     count(&ma_os_stats.munmap_calls, 1);
-    if (munmap(p, size) != 0) ma_diag_fatal("munmap failed (corrupted allocator state?)");
+    int saved = errno;
+    int rc = munmap(p, size);
+    if (rc != 0 && errno != ENOMEM) ma_diag_fatal("munmap failed (corrupted allocator state?)");
+    errno = saved;
+    return rc == 0;
+}
+
+/* ---- Ranges to unmap later (the mapping limit) ---- */
+#define LATER_SLOTS 64
+static struct {
+    _Atomic uintptr_t addr;   /* 0: a free slot; taken by compare-and-swap */
+    size_t size;              /* written by whoever took the slot */
+    bool counted;             /* still in ma_os_stats.mapped */
+} later[LATER_SLOTS];
+static _Atomic uint32_t later_count;
+
+static void later_add(void *p, size_t size, bool counted) {
+    for (unsigned i = 0; i < LATER_SLOTS; i++) {
+        uintptr_t expected = 0;
+        if (atomic_load_explicit(&later[i].addr, memory_order_relaxed) != 0 ||
+            !atomic_compare_exchange_strong(&later[i].addr, &expected, 1))
+            continue;
+        later[i].size = size;
+        later[i].counted = counted;
+        atomic_store(&later[i].addr, (uintptr_t)p);
+        atomic_fetch_add(&later_count, 1);
+        return;
+    }
+    if (counted) atomic_fetch_sub_explicit(&ma_os_stats.mapped, size, memory_order_relaxed);
+}
+
+/* An unmap just succeeded: the process has room for the splits the
+ * ranges on the list need. Each is taken off the list to be tried. */
+static void later_retry(void) {
+    if (MA_LIKELY(atomic_load_explicit(&later_count, memory_order_relaxed) == 0)) return;
+    for (unsigned i = 0; i < LATER_SLOTS; i++) {
+        uintptr_t a = atomic_load_explicit(&later[i].addr, memory_order_relaxed);
+        if (a <= 1 || !atomic_compare_exchange_strong(&later[i].addr, &a, 1)) continue;
+        size_t size = later[i].size;
+        bool counted = later[i].counted;
+        atomic_store(&later[i].addr, 0);
+        atomic_fetch_sub(&later_count, 1);
+        if (!raw_unmap((void *)a, size)) {
+            later_add((void *)a, size, counted);
+            return;
+        }
+        if (counted) atomic_fetch_sub_explicit(&ma_os_stats.mapped, size, memory_order_relaxed);
+    }
+}
+
+/* Untouched address space we do not want (never resident). */
+static void unmap_spare(void *p, size_t size) {
+    if (raw_unmap(p, size)) later_retry();
+    else later_add(p, size, false);
 }
 
 void *ma_os_map(size_t size) {
@@ -58,8 +121,10 @@ void *ma_os_map(size_t size) {
 }
 
 /* Over-map by the alignment and cut off the ends: one mmap, at most two
- * munmaps. The kernel hands out addresses top-down, so trying the exact size
- * first rarely lands aligned; we do not bother. */
+ * munmaps (which the mapping limit may refuse: the ends then wait on the
+ * list above, and the aligned part is ours all the same). The kernel hands
+ * out addresses top-down, so trying the exact size first rarely lands
+ * aligned; we do not bother. */
 static void *map_aligned(size_t size, size_t align, int prot) {
     if (size + align < size) return NULL;
     uint8_t *raw = raw_map(size + align, prot, 0);
@@ -67,8 +132,8 @@ static void *map_aligned(size_t size, size_t align, int prot) {
     uintptr_t start = ((uintptr_t)raw + align - 1) & ~(uintptr_t)(align - 1);
     size_t head = start - (uintptr_t)raw;
     size_t tail = align - head;
-    if (head) raw_unmap(raw, head);
-    if (tail) raw_unmap((uint8_t *)start + size, tail);
+    if (head) unmap_spare(raw, head);
+    if (tail) unmap_spare((uint8_t *)start + size, tail);
     return (void *)start;
 }
 
@@ -78,9 +143,18 @@ void *ma_os_map_aligned(size_t size, size_t align) {
     return p;
 }
 
+/* Never fails: at the mapping limit the range is purged instead and put
+ * on the list of ranges to unmap later (it stays in "mapped" until then). */
 void ma_os_unmap(void *p, size_t size) {
-    raw_unmap(p, size);
-    atomic_fetch_sub_explicit(&ma_os_stats.mapped, size, memory_order_relaxed);
+    if (raw_unmap(p, size)) {
+        atomic_fetch_sub_explicit(&ma_os_stats.mapped, size, memory_order_relaxed);
+        later_retry();
+    } else {
+        int saved = errno;
+        (void)madvise(p, size, MADV_DONTNEED);
+        errno = saved;
+        later_add(p, size, true);
+    }
     atomic_fetch_sub_explicit(&ma_os_stats.committed, size, memory_order_relaxed);
     count(&ma_os_stats.released, size);
 }
@@ -167,7 +241,8 @@ void *ma_os_remap_aligned(void *p, size_t old_size, size_t new_size, size_t alig
         count(&ma_os_stats.mremap_calls, 1);
         q = mremap(p, old_size, new_size, MREMAP_MAYMOVE | MREMAP_FIXED, window);
         if (q == MAP_FAILED) {
-            raw_unmap(window, new_size);
+            errno = saved;
+            unmap_spare(window, new_size);
             return NULL;
         }
     }
