@@ -39,12 +39,36 @@ void *ma_alloc_class(ma_heap_t *heap, unsigned cls) {
     return ma_page_pop(page);
 }
 
-/* The thread has no heap in ma_heap_tls: its first call. The allocator
- * starts here, so the mode is known before the first block is handed out. */
+/* ---- Threads past their exit hook ------------------------------------
+ * A pthread key destructor of the program may allocate after init.c's
+ * thread_done gave the thread's heap back, and glibc runs the
+ * destructors of a key set again in the next round, up to
+ * PTHREAD_DESTRUCTOR_ITERATIONS rounds: a heap the thread took then, in
+ * the last round, would never be given back, and every exiting thread
+ * would keep one. So such a thread takes no heap: it allocates from one
+ * shared heap (a user heap, ma_heap_new's kind: any thread may free its
+ * blocks), one thread at a time under late_lock. */
+__thread bool ma_thread_exited __attribute__((tls_model("initial-exec")));
+static ma_lock_t late_lock = MA_LOCK_INIT(MA_RANK_LATE);
+static ma_heap_t *late_heap;   /* late_lock; made on first use */
+
+void *ma_alloc_late(size_t size, size_t align, bool zero) {
+    ma_lock(&late_lock);
+    if (!late_heap) late_heap = ma_heap_user_new();
+    void *p = late_heap ? ma_alloc_in(late_heap, size, align, zero) : NULL;
+    ma_unlock(&late_lock);
+    if (!p) errno = ENOMEM;
+    return p;
+}
+
+/* The thread has no heap in ma_heap_tls: its first call, or its exit hook
+ * ran. The allocator starts here, so the mode is known before the first
+ * block is handed out. */
 static MA_COLD void *alloc_first(size_t size) {
     ma_process_init();
     if (ma_checked) return ma_check_malloc(size);
     if (size > MA_MEDIUM_MAX) return ma_large_alloc(size, MA_ALIGN_MIN, false, NULL);
+    if (ma_thread_exited) return ma_alloc_late(size, MA_ALIGN_MIN, false);
     ma_heap_t *heap = ma_heap_thread_init();
     if (!heap) {
         errno = ENOMEM;
@@ -94,6 +118,7 @@ void *ma_alloc_aligned(size_t size, size_t align) {
     if (MA_UNLIKELY(ma_checked)) return ma_check_alloc(NULL, size, align, false);
     if (size > MA_MEDIUM_MAX) return ma_large_alloc(size, align, false, NULL);
     ma_heap_t *heap = ma_heap_tls;
+    if (heap == &ma_heap_empty && ma_thread_exited) return ma_alloc_late(size, align, false);
     if (heap == &ma_heap_empty && (heap = ma_heap_thread_init()) == NULL) {
         errno = ENOMEM;
         return NULL;

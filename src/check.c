@@ -211,6 +211,8 @@ static uint8_t *pop_small(ma_heap_t *heap, size_t size, size_t align) {
 void *ma_check_alloc(ma_heap_t *heap, size_t size, size_t align, bool zero) {
     size_t tail = ma_block_tail();
     if (size > MA_MEDIUM_MAX - tail || align > MA_SLICE_SIZE) return alloc_large(heap, size, align, zero);
+    if (!heap && (heap = ma_heap_checked_tls) == NULL && ma_thread_exited)
+        return ma_alloc_late(size, align, zero);
     if (!heap && (heap = ma_heap_checked_tls) == NULL && (heap = ma_heap_thread_init()) == NULL) {
         errno = ENOMEM;
         return NULL;

@@ -16,8 +16,11 @@ pthread_key_t ma_thread_key;
 static _Atomic int init_state;
 
 /* The pthread key's destructor: the thread exits. Its quarantine goes
- * first, so that the heap it abandons holds no block freed long ago. */
+ * first, so that the heap it abandons holds no block freed long ago. What
+ * the thread allocates from now on (other keys' destructors) comes from
+ * alloc.c's shared heap for late allocations. */
 static void thread_done(void *heap) {
+    ma_thread_exited = true;
     if (ma_checked && heap) ma_check_thread_done(heap);
     ma_heap_thread_done(heap);
 }

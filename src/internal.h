@@ -160,6 +160,7 @@ typedef enum {
     MA_RANK_OUTER = 0,      /* held while the program's code runs: a heap's
                                large-block lock across ma_heap_visit's fn, a
                                fixed heap's lock across its visit's fn */
+    MA_RANK_LATE,           /* alloc.c's lock for threads past their exit hook */
     MA_RANK_FIXED_REGISTRY, /* fixed.c's registry of live fixed heaps */
     MA_RANK_HEAPS,          /* heap.c's list of heaps */
     MA_RANK_SEGMENTS,       /* segment.c's segments, and large.c's cache */
@@ -593,6 +594,8 @@ MA_HIDDEN int ma_fixed_visit(ma_heap_t *h, ma_heap_visit_fn *fn, void *arg);
 MA_HIDDEN void ma_fixed_stats(ma_heap_t *h, ma_heap_stats_t *out);
 
 /* ---- alloc.c / free.c: the entry points' bodies ------------------------- */
+extern __thread bool ma_thread_exited MA_HIDDEN;  /* its exit hook ran (init.c sets it) */
+MA_HIDDEN void *ma_alloc_late(size_t size, size_t align, bool zero); /* such a thread's allocations */
 MA_HIDDEN void *ma_alloc_slow(ma_heap_t *heap, size_t size);
 MA_HIDDEN void *ma_alloc_aligned(size_t size, size_t align);
 MA_HIDDEN void *ma_alloc_in(ma_heap_t *heap, size_t size, size_t align, bool zero);
