@@ -154,7 +154,10 @@ void *ma_realloc(void *p, size_t size) {
     void *region = ma_region_of(p);
     if (region && ma_region_is_large(region) && ma_large_owns(region, p)) {
         ma_large_t *large = region;
-        if (size > MA_MEDIUM_MAX) {
+        /* a freed block waits in the cache, mapped: ma_usable_of below
+         * names the misuse */
+        if (size > MA_MEDIUM_MAX &&
+            atomic_load_explicit(&large->state, memory_order_acquire) == MA_LARGE_LIVE) {
             void *q = ma_large_realloc(large, p, size);
             if (q) return q;
         }
@@ -180,7 +183,7 @@ void *ma_reallocarray(void *p, size_t count, size_t size) {
 static bool pow2(size_t x) { return x && !(x & (x - 1)); }
 
 /* glibc: a non-power-of-two alignment is rounded up; one too big to round
- * is EINVAL. aligned_alloc behaves the same in glibc 2.36. */
+ * is EINVAL. */
 void *ma_memalign(size_t align, size_t size) {
     if (align > ((size_t)1 << 63)) {
         errno = EINVAL;
@@ -190,13 +193,21 @@ void *ma_memalign(size_t align, size_t size) {
     return ma_alloc_aligned(size, align);
 }
 
-void *ma_aligned_alloc(size_t align, size_t size) { return ma_memalign(align, size); }
+/* C17 (DR 460), and glibc from 2.38: an alignment that is not a power of
+ * two (0 included) is EINVAL. */
+void *ma_aligned_alloc(size_t align, size_t size) {
+    if (!pow2(align)) {
+        errno = EINVAL;
+        return NULL;
+    }
+    return ma_alloc_aligned(size, align);
+}
 
+/* A failure is returned, and left in errno too (ENOMEM), as glibc,
+ * jemalloc, mimalloc and tcmalloc do. */
 int ma_posix_memalign(void **out, size_t align, size_t size) {
     if (!pow2(align) || align % sizeof(void *) != 0) return EINVAL;
-    int saved = errno;
     void *p = ma_alloc_aligned(size, align);
-    errno = saved;
     if (!p) return ENOMEM;
     *out = p;
     return 0;

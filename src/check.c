@@ -386,8 +386,7 @@ void ma_check_free(void *p) {
     ma_segment_t *seg = ma_segment_small_of(p);
     if (seg) {
         ma_page_t *page = ma_segment_page_of(seg, p);
-        if (ma_page_block_index(page, p) == UINT32_MAX)
-            ma_diag_fatal_ptr("invalid free", p, page->block_size ? page->sclass : 0);
+        if (ma_page_block_index(page, p) == UINT32_MAX) ma_free_bad(page, p);
         ma_check_free_block(page, p);
         return;
     }

@@ -22,6 +22,19 @@ static MA_COLD void check_double_free(ma_page_t *page, ma_block_t *b) {
         ma_diag_fatal_ptr("double free", b, page->sclass);
 }
 
+/* p lies in a segment but is not a carved block of its page. A span with
+ * no blocks (given back to its segment, or a heap's spare) keeps the class
+ * it last held: p on a block boundary of that class, inside the span, was
+ * a block, so this is its second free (blocks over 32 KiB: their pages go
+ * back as soon as they empty). Else p was never a block. */
+void ma_free_bad(const ma_page_t *page, const void *p) {
+    size_t off = (uintptr_t)p - (uintptr_t)page->start;
+    if (page->block_size == 0 && page->sclass != 0 && page->sclass < MA_CLASS_COUNT &&
+        off < ((size_t)page->slice_count << MA_SLICE_SHIFT) && off % ma_sizeclass_size(page->sclass) == 0)
+        ma_diag_fatal_ptr("double free", p, page->sclass);
+    ma_diag_fatal_ptr("invalid free", p, page->block_size ? page->sclass : 0);
+}
+
 /* A block whose first word looks like a free block's: searched, then
  * pushed. Apart, and reached by a tail call, so that the fast path keeps
  * nothing on the stack across it. */
@@ -52,8 +65,7 @@ void ma_free(void *p) {
         return;
     }
     ma_page_t *page = ma_segment_page_of(seg, p);
-    if (MA_UNLIKELY(ma_page_block_index(page, p) == UINT32_MAX))
-        ma_diag_fatal_ptr("invalid free", p, page->block_size ? page->sclass : 0);
+    if (MA_UNLIKELY(ma_page_block_index(page, p) == UINT32_MAX)) ma_free_bad(page, p);
     ma_heap_t *heap = ma_heap_free_tls;
     if (MA_LIKELY(page->heap == heap)) free_local(heap, page, p);
     else free_other(page, p);

@@ -270,6 +270,7 @@ typedef struct ma_os_stats_s {
 extern ma_os_stats_t ma_os_stats MA_HIDDEN;
 MA_HIDDEN void *ma_os_map(size_t size);                  /* NULL on failure */
 MA_HIDDEN void *ma_os_map_aligned(size_t size, size_t align);
+MA_HIDDEN void *ma_os_map_aligned_at(size_t size, size_t align, size_t offset); /* p + offset aligned */
 MA_HIDDEN void ma_os_unmap(void *p, size_t size);
 MA_HIDDEN void ma_os_purge(void *p, size_t size);        /* contents may be dropped */
 MA_HIDDEN void *ma_os_remap_aligned(void *p, size_t old_size, size_t new_size, size_t align);
@@ -357,12 +358,11 @@ enum {
     MA_MAP_NONE = 0,     /* not ours */
     MA_MAP_SEGMENT = 1,  /* a segment of small blocks starts here */
     MA_MAP_LARGE = 2,    /* a large mapping starts here */
-    /* MA_MAP_LARGE + k, k <= MA_MAP_BACK_MAX: a large mapping starts k
-     * boundaries lower (blocks aligned to more than 4 MiB, whose first
-     * boundary holds no header) */
+    /* MA_MAP_LARGE + k: a large mapping starts k boundaries lower; large.c
+     * writes k = 1 only, for the boundary where a block aligned to more
+     * than 4 MiB starts (its header is on the boundary below) */
     MA_MAP_FIXED = 255,  /* overlaps caller memory holding a fixed heap (fixed.c) */
 };
-#define MA_MAP_BACK_MAX 128   /* so alignments up to 512 MiB */
 
 static inline uint8_t ma_map_value(const void *p) {
     uintptr_t a = (uintptr_t)p;
@@ -604,6 +604,7 @@ MA_HIDDEN void *ma_alloc_class(ma_heap_t *heap, unsigned cls);
 MA_HIDDEN void ma_free_local(ma_heap_t *heap, ma_page_t *page, ma_block_t *b);
 MA_HIDDEN void ma_free_remote(ma_page_t *page, ma_block_t *b);
 MA_HIDDEN void ma_free_slow(void *p);
+MA_HIDDEN _Noreturn MA_COLD void ma_free_bad(const ma_page_t *page, const void *p); /* not a block of page */
 MA_HIDDEN size_t ma_usable_of(const void *p, const char *what);
 MA_HIDDEN size_t ma_usable_unchecked(const void *p, const char *what);
 

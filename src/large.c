@@ -146,14 +146,22 @@ static ma_large_t *refit(ma_large_t *large, size_t need) {
     return moved;
 }
 
+/* Where the block starts in its mapping: after the header, at the
+ * alignment; for alignments above 4 MiB, 4 MiB in (the header's boundary
+ * is then the one just below the block's, so the byte map entry of the
+ * block says "one boundary back": any alignment fits the map). */
+static size_t block_offset(size_t align) {
+    if (align <= MA_LARGE_HEADER) return MA_LARGE_HEADER;
+    return align <= MA_SEGMENT_SIZE ? align : MA_SEGMENT_SIZE;
+}
+
 void *ma_large_alloc(size_t size, size_t align, bool zero, ma_heap_t *owner) {
     ma_process_init();
-    if (size > (size_t)PTRDIFF_MAX - 2 * MA_SEGMENT_SIZE ||
-        align > ((size_t)MA_MAP_BACK_MAX << MA_SEGMENT_SHIFT)) {
+    if (size > (size_t)PTRDIFF_MAX - 2 * MA_SEGMENT_SIZE || align > ((size_t)1 << (MA_ADDR_BITS - 2))) {
         errno = ENOMEM;
         return NULL;
     }
-    size_t offset = align <= MA_LARGE_HEADER ? MA_LARGE_HEADER : align;
+    size_t offset = block_offset(align);
     size_t map_align = align > MA_SEGMENT_SIZE ? align : MA_SEGMENT_SIZE;
     if (size > (size_t)PTRDIFF_MAX - offset - map_align) {
         errno = ENOMEM;
@@ -171,7 +179,7 @@ void *ma_large_alloc(size_t size, size_t align, bool zero, ma_heap_t *owner) {
         if (large) large = refit(large, need);
     }
     if (!large) {
-        large = ma_os_map_aligned(need, map_align);
+        large = ma_os_map_aligned_at(need, map_align, align > MA_SEGMENT_SIZE ? offset : 0);
         if (!large) {
             errno = ENOMEM;
             return NULL;

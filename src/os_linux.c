@@ -120,16 +120,17 @@ void *ma_os_map(size_t size) {
     return p;
 }
 
-/* Over-map by the alignment and cut off the ends: one mmap, at most two
- * munmaps (which the mapping limit may refuse: the ends then wait on the
- * list above, and the aligned part is ours all the same). The kernel hands
- * out addresses top-down, so trying the exact size first rarely lands
- * aligned; we do not bother. */
-static void *map_aligned(size_t size, size_t align, int prot) {
+/* A mapping p of size bytes with p + offset aligned to align (offset <
+ * align, both multiples of the page). Over-map by the alignment and cut
+ * off the ends: one mmap, at most two munmaps (which the mapping limit may
+ * refuse: the ends then wait on the list above, and the aligned part is
+ * ours all the same). The kernel hands out addresses top-down, so trying
+ * the exact size first rarely lands aligned; we do not bother. */
+static void *map_aligned(size_t size, size_t align, size_t offset, int prot) {
     if (size + align < size) return NULL;
     uint8_t *raw = raw_map(size + align, prot, 0);
     if (!raw) return NULL;
-    uintptr_t start = ((uintptr_t)raw + align - 1) & ~(uintptr_t)(align - 1);
+    uintptr_t start = (((uintptr_t)raw + offset + align - 1) & ~(uintptr_t)(align - 1)) - offset;
     size_t head = start - (uintptr_t)raw;
     size_t tail = align - head;
     if (head) unmap_spare(raw, head);
@@ -137,11 +138,31 @@ static void *map_aligned(size_t size, size_t align, int prot) {
     return (void *)start;
 }
 
-void *ma_os_map_aligned(size_t size, size_t align) {
-    void *p = map_aligned(size, align, PROT_READ | PROT_WRITE);
-    if (p) mapped_add(size);
+/* Alignments above this are reserved without access and opened after the
+ * trim: the over-map then costs address space only, never commit charge
+ * (a 64 GiB alignment on a machine with less memory). */
+#define RESERVE_ALIGN ((size_t)64 << 20)
+
+void *ma_os_map_aligned_at(size_t size, size_t align, size_t offset) {
+    if (align <= RESERVE_ALIGN) {
+        void *p = map_aligned(size, align, offset, PROT_READ | PROT_WRITE);
+        if (p) mapped_add(size);
+        return p;
+    }
+    void *p = map_aligned(size, align, offset, PROT_NONE);
+    if (!p) return NULL;
+    int saved = errno;
+    bool open = mprotect(p, size, PROT_READ | PROT_WRITE) == 0;
+    errno = saved;
+    if (!open) {
+        unmap_spare(p, size);
+        return NULL;
+    }
+    mapped_add(size);
     return p;
 }
+
+void *ma_os_map_aligned(size_t size, size_t align) { return ma_os_map_aligned_at(size, align, 0); }
 
 /* Never fails: at the mapping limit the range is purged instead and put
  * on the list of ranges to unmap later (it stays in "mapped" until then). */
@@ -236,7 +257,7 @@ void *ma_os_remap_aligned(void *p, size_t old_size, size_t new_size, size_t alig
     void *q = mremap(p, old_size, new_size, 0);
     errno = saved;
     if (q == MAP_FAILED) {
-        void *window = map_aligned(new_size, align, PROT_NONE);
+        void *window = map_aligned(new_size, align, 0, PROT_NONE);
         if (!window) return NULL;
         count(&ma_os_stats.mremap_calls, 1);
         q = mremap(p, old_size, new_size, MREMAP_MAYMOVE | MREMAP_FIXED, window);
