@@ -626,5 +626,7 @@ extern pthread_key_t ma_thread_key MA_HIDDEN;
 
 /* ---- stats.c ------------------------------------------------------------ */
 MA_HIDDEN void ma_stats_at_exit(void);
+typedef void ma_stats_write_fn(const char *s, size_t n, void *arg);
+MA_HIDDEN void ma_stats_xml(ma_stats_write_fn *write, void *arg);  /* malloc_info's XML */
 
 #endif /* MA_INTERNAL_H */

@@ -843,9 +843,32 @@ static void test_glibc_extras(void)
         blocks[i] = malloc(KIB);
     void *big = malloc(8 * MIB);
     struct mallinfo2 mi = mallinfo2();
-    /* the figures describe the heap that holds these blocks */
-    CHECK(mi.uordblks + mi.hblkhd >= N * KIB + 8 * MIB);
+    /* the figures describe the heap that holds these blocks: hblkhd the
+     * bytes of mapped (large) blocks, uordblks the others */
+    CHECK(mi.uordblks >= N * KIB);
+    CHECK(mi.hblks >= 1);
+    CHECK(mi.hblkhd >= 8 * MIB);
     CHECK(stderr_bytes_of(call_malloc_stats) > 0);
+    /* malloc_info is mapalloc's: glibc's XML shape, these figures */
+    char *xml = NULL;
+    size_t xml_len = 0;
+    FILE *f = open_memstream(&xml, &xml_len);
+    CHECK(f != NULL && malloc_info(0, f) == 0);
+    if (f)
+        fclose(f);
+    const char *mmap_total = xml ? strstr(xml, "<total type=\"mmap\" count=\"") : NULL;
+    unsigned long long mmap_count = 0, mmap_size = 0;
+    CHECK(xml && strncmp(xml, "<malloc version=\"1\">\n", 21) == 0);
+    CHECK(xml && xml_len > 10 && strcmp(xml + xml_len - 10, "</malloc>\n") == 0);
+    CHECK(mmap_total && sscanf(mmap_total, "<total type=\"mmap\" count=\"%llu\" size=\"%llu\"/>",
+                               &mmap_count, &mmap_size) == 2);
+    CHECK(mmap_count >= 1 && mmap_size >= 8 * MIB);
+    CHECK(xml && strstr(xml, "<heap nr=\"0\">\n<sizes>\n") != NULL);
+    if (check_n_failed)
+        fprintf(stderr, "malloc_info wrote:\n%s", xml ? xml : "(nothing)\n");
+    free(xml);
+    errno = 0;
+    CHECK(malloc_info(1, stdout) == -1 && errno == EINVAL);
     for (int i = 0; i < N; i++)
         free(blocks[i]);
     free(big);
