@@ -193,6 +193,7 @@ MA_HIDDEN bool ma_lock_fork_child(void);            /* as prepare said */
 typedef struct ma_check_heap_s {
     uint64_t rng;                       /* owner: shuffles carved blocks; 0 until seeded */
     uint32_t q_next;                    /* owner: the quarantine slot the next free takes */
+    uint32_t q_check;                   /* owner: the slot malloc's slow path checks next */
     struct {
         uint8_t *block;                 /* a freed block not yet reusable, or NULL */
         ma_page_t *page;                /* its page: no lookup when it leaves */
@@ -572,6 +573,7 @@ MA_HIDDEN void *ma_large_realloc(ma_large_t *large, void *p, size_t size);
 MA_HIDDEN size_t ma_large_usable(const ma_large_t *large);
 MA_HIDDEN bool ma_large_owns(const ma_large_t *large, const void *p);
 MA_HIDDEN size_t ma_large_cache_expire_locked(uint64_t now, bool all);
+MA_HIDDEN void ma_large_cache_check(void);   /* checked mode: every cached block's fill */
 typedef struct ma_large_stats_s {
     uint64_t count, bytes, allocs, alloc_bytes, cached_bytes;
 } ma_large_stats_t;
@@ -618,7 +620,7 @@ MA_HIDDEN void *ma_check_realloc(void *p, size_t size);
 MA_HIDDEN size_t ma_check_usable(const void *p, const char *what);
 MA_HIDDEN void ma_check_flush(void);                 /* this thread's quarantine */
 MA_HIDDEN void ma_check_thread_done(ma_heap_t *heap);
-MA_HIDDEN void ma_check_at_exit(void);               /* MAPALLOC_DEBUG's report */
+MA_HIDDEN void ma_check_at_exit(void);               /* last checks; MAPALLOC_DEBUG's report */
 
 /* ---- init.c: process, thread and fork hooks ----------------------------- */
 MA_HIDDEN void ma_process_init(void);

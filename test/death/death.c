@@ -167,6 +167,62 @@ static void realloc_freed_large(void)
     free_fn(q);
 }
 
+/* malloc_usable_size of a freed block (in SECURE's quarantine, or on its
+ * page's lists): the same check as realloc's. */
+static void usable_freed(void)
+{
+    void *keep = malloc_fn(48);
+    void *p = malloc_fn(48);
+    expect(p);
+    free_fn(p);
+    usable_fn(p);
+    free_fn(keep);
+}
+
+/* Exactly 256 KiB: with its canary too big for a page under SECURE, a
+ * mapping of its own, which the large cache keeps mapped when freed. */
+static void write_after_free_256k(void)
+{
+    char *p = malloc_fn(256 * KIB);
+    expect(p);
+    free_fn(p);
+    p[8] = 'x';
+    free_fn(malloc_fn(256 * KIB));
+}
+
+/* A write after free followed by no free at all: caught when malloc next
+ * takes a slow path (here: pages of 48-byte blocks run dry)... */
+static void write_after_free_then_malloc(void)
+{
+    char *p = malloc_fn(48);
+    expect(p);
+    free_fn(p);
+    memset(p, 'B', 48);
+    for (int i = 0; i < 10000; i++)
+        malloc_fn(48);
+}
+
+/* ... or at exit (a normal one: the library's destructor runs), when
+ * nothing else happened. */
+static void write_after_free_at_exit(void)
+{
+    char *p = malloc_fn(48);
+    expect(p);
+    free_fn(p);
+    memset(p, 'B', 48);
+    exit(0);
+}
+
+static void write_after_free_large_at_exit(void)
+{
+    char *p = malloc_fn(1 * MIB);
+    size_t n = usable_fn(p);
+    expect(p);
+    free_fn(p);
+    p[n - 1] = 'x';
+    exit(0);
+}
+
 static void double_free_large(void)
 {
     void *p = malloc_fn(1 * MIB);
@@ -386,6 +442,11 @@ static const struct death_case {
     {"double_free_large", MSG_DOUBLE_FREE, double_free_large, 0},
     {"double_free_40k", MSG_DOUBLE_FREE, double_free_40k, 0},
     {"realloc_freed_large", MSG_INVALID_REALLOC, realloc_freed_large, 0},
+    {"usable_freed", MSG_INVALID_USABLE, usable_freed, 0},
+    {"write_after_free_256k", MSG_WRITE_AFTER_FREE, write_after_free_256k, 0},
+    {"write_after_free_then_malloc", MSG_WRITE_AFTER_FREE, write_after_free_then_malloc, 0},
+    {"write_after_free_at_exit", MSG_WRITE_AFTER_FREE, write_after_free_at_exit, 0},
+    {"write_after_free_large_at_exit", MSG_WRITE_AFTER_FREE, write_after_free_large_at_exit, 0},
     {"double_free_remote", MSG_DOUBLE_FREE, double_free_remote, 0},
     {"overflow_one", MSG_OVERFLOW, overflow_one, 0},
     {"overflow_many", MSG_OVERFLOW, overflow_many, 0},

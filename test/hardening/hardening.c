@@ -199,6 +199,53 @@ static void test_quarantine(void)
     }
 }
 
+static void *malloc_in_thread(void *arg)
+{
+    return ma_malloc(*(size_t *)arg);
+}
+
+/* glibc's tst-tcfree3: a freed block's first bytes copied into live blocks
+ * (data that happens to look like the allocator's), which are then freed:
+ * no mode may call that a double free. Blocks of many sizes, fresh and
+ * recycled (a recycled block still holds the free fill where the program
+ * did not write), of this thread's pages and of another thread's. */
+static void test_copied_free_words(void)
+{
+    puts("-- a freed block's first bytes copied into live blocks (tst-tcfree3)");
+    static const size_t sizes[] = {24, 32, 40, 100, 1000, 20000, 127 * KIB};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        size_t n = sizes[i];
+        for (int round = 0; round < 3; round++) {
+            if (round == 1) { /* recycle: blocks freed long ago, handed out again */
+                void *v[200];
+                for (int k = 0; k < 200; k++)
+                    v[k] = ma_malloc(n);
+                for (int k = 0; k < 200; k++)
+                    ma_free(v[k]);
+            }
+            void *a = ma_malloc(n), *b, *c = ma_malloc(127 * KIB);
+            pthread_t t;
+            if (round == 2) /* b on a page of another (finished) thread */
+                CHECK(pthread_create(&t, NULL, malloc_in_thread, &n) == 0 &&
+                      pthread_join(t, &b) == 0);
+            else
+                b = ma_malloc(n);
+            memset(c, 0xff, 127 * KIB);
+            size_t copy = 32;
+            if (ma_usable_size(a) < copy)
+                copy = ma_usable_size(a);
+            if (ma_usable_size(b) < copy)
+                copy = ma_usable_size(b);
+            ma_free(a);
+            memcpy(b, a, copy);
+            memcpy(c, a, copy);
+            ma_free(b);
+            ma_free(c);
+        }
+    }
+    CHECK_EQ_U(ma_check(), 0);
+}
+
 static void *free_all(void *arg)
 {
     void **v = arg;
@@ -344,6 +391,7 @@ int main(int argc, char **argv)
     test_fills();
     test_shuffle();
     test_quarantine();
+    test_copied_free_words();
     test_check_clean();
     test_check_finds();
     if (!secure && !debug)
