@@ -144,6 +144,80 @@ static bool user_heap(ma_heap_t *heap) {
     return heap && atomic_load_explicit(&heap->kind, memory_order_relaxed) == MA_HEAP_USER;
 }
 
+/* ---- Zero-size blocks (MAPALLOC_SECURE) ---------------------------------------
+ * malloc(0) hands out a pointer into a region mapped without access, so
+ * any read or write through it faults (SIGSEGV) where a block of 32 bytes
+ * would have let 24 of them pass. The pointers are 16 bytes apart and
+ * unique while live: a bitmap says which are, and a cursor goes round the
+ * region, so that a freed one comes back as late as possible. free clears
+ * the bit (a clear bit: double free); the usable size is 0. Only plain
+ * malloc(0) (and calloc, realloc(NULL, 0)) come here: aligned and pool
+ * requests of 0 bytes get ordinary blocks. Not under valgrind. */
+#define ZERO_REGION ((size_t)256 << 20)
+#define ZERO_SLOTS (ZERO_REGION / MA_ALIGN_MIN)
+static uint8_t *_Atomic zero_base;      /* the region, once made (never unmapped) */
+static _Atomic uint64_t *_Atomic zero_live; /* ZERO_SLOTS bits: live pointers */
+static _Atomic uint64_t zero_cursor;    /* the slot tried next */
+
+static bool zero_blocks(void) { return ma_secure && !ma_valgrind; }
+
+/* The region and its bitmap, made by the first caller (a loser of the
+ * race gives its own back). */
+static MA_COLD uint8_t *zero_init(void) {
+    size_t bitmap_bytes = ZERO_SLOTS / 8;
+    uint8_t *base = ma_os_reserve(ZERO_REGION);
+    _Atomic uint64_t *live = base ? ma_os_map(bitmap_bytes) : NULL;
+    if (!live) {
+        if (base) ma_os_unmap(base, ZERO_REGION);
+        return NULL;
+    }
+    _Atomic uint64_t *no_bits = NULL;
+    if (!atomic_compare_exchange_strong(&zero_live, &no_bits, live)) {
+        ma_os_unmap(base, ZERO_REGION);
+        ma_os_unmap((void *)live, bitmap_bytes);
+        while ((base = atomic_load(&zero_base)) == NULL) ma_os_pause(0);
+        return base;
+    }
+    atomic_store(&zero_base, base);
+    return base;
+}
+
+static MA_NOINLINE void *zero_alloc(void) {
+    uint8_t *base = atomic_load_explicit(&zero_base, memory_order_acquire);
+    if (!base && (base = zero_init()) == NULL) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    _Atomic uint64_t *live = atomic_load_explicit(&zero_live, memory_order_relaxed);
+    for (uint64_t tries = 0; tries < ZERO_SLOTS; tries++) {
+        uint64_t i = atomic_fetch_add_explicit(&zero_cursor, 1, memory_order_relaxed) % ZERO_SLOTS;
+        uint64_t bit = (uint64_t)1 << (i % 64);
+        if (!(atomic_fetch_or(&live[i / 64], bit) & bit)) return base + i * MA_ALIGN_MIN;
+    }
+    errno = ENOMEM;
+    return NULL;
+}
+
+static bool zero_owns(const void *p) {
+    uint8_t *base = atomic_load_explicit(&zero_base, memory_order_acquire);
+    return base && (uintptr_t)p - (uintptr_t)base < ZERO_REGION;
+}
+
+/* The slot of p, a live zero-size block; fatal (`what`) otherwise. */
+static uint64_t zero_slot(const void *p, const char *what) {
+    uint64_t off = (uintptr_t)p - (uintptr_t)atomic_load(&zero_base), i = off / MA_ALIGN_MIN;
+    if (off % MA_ALIGN_MIN != 0) ma_diag_fatal_ptr(what, p, 0);
+    if (!(atomic_load(&atomic_load(&zero_live)[i / 64]) >> (i % 64) & 1))
+        ma_diag_fatal_ptr(strcmp(what, "invalid free") == 0 ? "double free" : what, p, 0);
+    return i;
+}
+
+static void zero_free(const void *p) {
+    uint64_t i = zero_slot(p, "invalid free"), bit = (uint64_t)1 << (i % 64);
+    if (!(atomic_fetch_and(&atomic_load(&zero_live)[i / 64], ~bit) & bit))
+        ma_diag_fatal_ptr("double free", p, 0);   /* two frees at once */
+}
+
 /* ---- Allocation ------------------------------------------------------------ */
 
 static void *finish_large(uint8_t *p, bool zero) {
@@ -254,6 +328,7 @@ static MA_NOINLINE void ring_check(ma_heap_t *heap) {
 void *ma_check_malloc(size_t size) {
     ma_heap_t *heap = ma_heap_checked_tls;
     if (ma_secure && heap != NULL) ring_check(heap);
+    if (size == 0 && zero_blocks()) return zero_alloc();
     if (MA_LIKELY(ma_secure_only && heap != NULL && size <= MA_MEDIUM_MAX - CANARY_SIZE)) {
         unsigned cls = size <= MA_SMALL_MAX ? ma_sizeclass_direct(size) : ma_sizeclass_of(ma_block_need(size));
         uint8_t *p = ma_alloc_class(heap, cls);
@@ -441,6 +516,10 @@ static void free_large(ma_large_t *large, uint8_t *p) {
 /* As ma_free_slow: large blocks, blocks of fixed heaps, foreign pointers
  * (munmap may run: the caller keeps errno). */
 static void free_elsewhere(uint8_t *p) {
+    if (zero_owns(p)) {
+        zero_free(p);
+        return;
+    }
     void *region = ma_region_of(p);
     bool large = region && ma_region_is_large(region);
     ma_heap_t *fixed;
@@ -482,6 +561,10 @@ void ma_check_thread_done(ma_heap_t *heap) {
 /* A freed block of a page is caught here as in realloc (not under
  * memcheck, where its bytes may be undefined: memcheck reports it). */
 size_t ma_check_usable(const void *p, const char *what) {
+    if (zero_owns(p)) {
+        zero_slot(p, what);
+        return 0;
+    }
     size_t usable = ma_usable_unchecked(p, what);
     if (!ma_segment_small_of(p)) return usable;
     if (!ma_valgrind) check_not_freed(page_of(p), p, what);
@@ -569,6 +652,7 @@ static void check_heap(walk_t *w, ma_heap_t *heap) {
     check_queue(w, heap, &heap->full, 0);
     for (unsigned i = 0; i < MA_DIRECT_COUNT; i++) {
         const ma_page_t *first = heap->queue[ma_sizeclass_direct(i * 16)].first;
+        if (i == 0 && ma_secure) first = NULL;  /* malloc(0): zero-size blocks */
         if (heap->direct[i] != (first ? first : &ma_page_empty)) problem(w, "stale direct entry in heap", heap);
     }
     uintptr_t link = atomic_load_explicit(&heap->remote_full, memory_order_acquire);

@@ -89,6 +89,7 @@ static void direct_update(ma_heap_t *heap, unsigned cls) {
     size_t size = ma_sizeclass_size(cls), below = cls == 1 ? 0 : ma_sizeclass_size(cls - 1);
     if (size < min) return;
     size_t lo = cls == 1 || below < min ? 0 : ((below - tail) >> 4) + 1;
+    if (lo == 0 && ma_secure) lo = 1;  /* malloc(0) leaves the fast path: check.c's zero-size blocks */
     size_t hi = (size - tail) >> 4;
     if (lo >= MA_DIRECT_COUNT) return;
     if (hi >= MA_DIRECT_COUNT) hi = MA_DIRECT_COUNT - 1;

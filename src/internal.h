@@ -273,6 +273,7 @@ MA_HIDDEN void *ma_os_map(size_t size);                  /* NULL on failure */
 MA_HIDDEN void *ma_os_map_aligned(size_t size, size_t align);
 MA_HIDDEN void *ma_os_map_aligned_at(size_t size, size_t align, size_t offset); /* p + offset aligned */
 MA_HIDDEN void ma_os_unmap(void *p, size_t size);
+MA_HIDDEN void *ma_os_reserve(size_t size);              /* PROT_NONE; NULL on failure */
 MA_HIDDEN void ma_os_purge(void *p, size_t size);        /* contents may be dropped */
 MA_HIDDEN void *ma_os_remap_aligned(void *p, size_t old_size, size_t new_size, size_t align);
 MA_HIDDEN bool ma_os_shrink(void *p, size_t old_size, size_t new_size);

@@ -166,6 +166,13 @@ void *ma_os_map_aligned(size_t size, size_t align) { return ma_os_map_aligned_at
 
 /* Never fails: at the mapping limit the range is purged instead and put
  * on the list of ranges to unmap later (it stays in "mapped" until then). */
+/* Address space no one may touch: not counted as mapped (no memory, no
+ * commit charge). */
+void *ma_os_reserve(size_t size) {
+    void *p = raw_map(size, PROT_NONE, MAP_NORESERVE);
+    return p;
+}
+
 void ma_os_unmap(void *p, size_t size) {
     if (raw_unmap(p, size)) {
         atomic_fetch_sub_explicit(&ma_os_stats.mapped, size, memory_order_relaxed);

@@ -223,6 +223,32 @@ static void write_after_free_large_at_exit(void)
     exit(0);
 }
 
+/* MAPALLOC_SECURE: a block of no bytes has no bytes to touch. */
+static void zero_size_write(void)
+{
+    char *p = malloc_fn(0);
+    expect(p);
+    p[0] = 'x';
+    free_fn(p);
+}
+
+static void zero_size_read(void)
+{
+    volatile char *p = malloc_fn(0);
+    expect((void *)p);
+    char c = p[0];
+    (void)c;
+    free_fn((void *)p);
+}
+
+static void double_free_zero_size(void)
+{
+    void *p = malloc_fn(0);
+    expect(p);
+    free_fn(p);
+    free_fn(p);
+}
+
 static void double_free_large(void)
 {
     void *p = malloc_fn(1 * MIB);
@@ -443,6 +469,9 @@ static const struct death_case {
     {"double_free_40k", MSG_DOUBLE_FREE, double_free_40k, 0},
     {"realloc_freed_large", MSG_INVALID_REALLOC, realloc_freed_large, 0},
     {"usable_freed", MSG_INVALID_USABLE, usable_freed, 0},
+    {"zero_size_write", NULL, zero_size_write, SIGSEGV},
+    {"zero_size_read", NULL, zero_size_read, SIGSEGV},
+    {"double_free_zero_size", MSG_DOUBLE_FREE, double_free_zero_size, 0},
     {"write_after_free_256k", MSG_WRITE_AFTER_FREE, write_after_free_256k, 0},
     {"write_after_free_then_malloc", MSG_WRITE_AFTER_FREE, write_after_free_then_malloc, 0},
     {"write_after_free_at_exit", MSG_WRITE_AFTER_FREE, write_after_free_at_exit, 0},

@@ -61,7 +61,7 @@ static void test_usable(void)
         p = ma_malloc(n);
         size_t u = ma_usable_size(p);
         CHECK(u >= n);
-        if (secure)
+        if (secure && n > 0) /* malloc(0): test_zero_size */
             CHECK_EQ_U((u + 8) % 16, 0);
         memset(p, 1, u); /* all of it is the program's */
         ma_free(p);
@@ -112,8 +112,8 @@ static void test_tiny(void)
             default: v[i] = ma_heap_malloc(h, 1); break;
             }
             CHECK(v[i] != NULL);
-            if (secure)
-                CHECK(ma_usable_size(v[i]) >= 24);
+            if (secure) /* malloc(0): a block of no bytes (test_zero_size) */
+                CHECK(ma_usable_size(v[i]) >= (i % 5 == 0 ? 0u : 24u));
             memset(v[i], 0x5A, ma_usable_size(v[i]));
         }
         for (int i = 0; i < N; i++)
@@ -121,6 +121,38 @@ static void test_tiny(void)
         CHECK_EQ_U(ma_check(), 0);
     }
     ma_heap_destroy(h);
+}
+
+/* MAPALLOC_SECURE: malloc(0) gives a block of no bytes, which faults on
+ * any access (test/death: zero_size_read, zero_size_write); the pointers
+ * are unique while live, and every call takes them as it takes others. */
+static void test_zero_size(void)
+{
+    puts("-- zero-size blocks");
+    enum { N = 3000 };
+    static void *v[N];
+    for (int i = 0; i < N; i++) {
+        v[i] = i % 3 == 0 ? ma_calloc(0, 5) : i % 3 == 1 ? ma_realloc(NULL, 0) : ma_malloc(0);
+        CHECK(v[i] != NULL && ((uintptr_t)v[i] & 15) == 0);
+        if (secure && !debug)
+            CHECK_EQ_U(ma_usable_size(v[i]), 0);
+        if (i % 2 == 0) { /* half come back at once: reused pointers stay unique */
+            ma_free(v[i]);
+            v[i] = ma_malloc(0);
+        }
+    }
+    int dup = 0;
+    for (int i = 0; i < N; i++)
+        for (int k = i + 1; k < N && k < i + 64; k++)
+            dup += v[i] == v[k];
+    CHECK_EQ_U(dup, 0);
+    char *p = ma_realloc(v[0], 100);   /* grows like any block */
+    CHECK(p != NULL && ma_usable_size(p) >= 100);
+    memset(p, 1, 100);
+    v[0] = ma_realloc(p, 0) == NULL ? NULL : p;  /* realloc(p, 0) frees */
+    for (int i = 1; i < N; i++)
+        ma_free(v[i]);
+    CHECK_EQ_U(ma_check(), 0);
 }
 
 static void test_fills(void)
@@ -388,6 +420,7 @@ int main(int argc, char **argv)
     printf("hardening: MAPALLOC_SECURE=%d MAPALLOC_DEBUG=%d\n", secure, debug);
     test_usable();
     test_tiny();
+    test_zero_size();
     test_fills();
     test_shuffle();
     test_quarantine();
