@@ -349,7 +349,7 @@ void ma_fixed_free(ma_heap_t *h, void *p, const char *what) {
 }
 
 /* Allowed from a visit's fn, which runs with the lock held by this thread:
- * the error-checking lock says so (EDEADLK), and the heap is ours already. */
+ * its lock knows its holder, and the heap is ours already. */
 size_t ma_fixed_usable(ma_heap_t *h, const void *p, const char *what) {
     fixed_t *st = h->fixed;
     bool took = lock_unless_held(st);
