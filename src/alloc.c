@@ -48,12 +48,36 @@ void *ma_alloc_class(ma_heap_t *heap, unsigned cls) {
     return ma_page_pop(page);
 }
 
-/* The thread has no heap in ma_heap_tls: its first call. The allocator
- * starts here, so the mode is known before the first block is handed out. */
+/* ---- Threads past their exit hook ------------------------------------
+ * A pthread key destructor of the program may allocate after init.c's
+ * thread_done gave the thread's heap back, and glibc runs the
+ * destructors of a key set again in the next round, up to
+ * PTHREAD_DESTRUCTOR_ITERATIONS rounds: a heap the thread took then, in
+ * the last round, would never be given back, and every exiting thread
+ * would keep one. So such a thread takes no heap: it allocates from one
+ * shared heap (a user heap, ma_heap_new's kind: any thread may free its
+ * blocks), one thread at a time under late_lock. */
+__thread bool ma_thread_exited __attribute__((tls_model("initial-exec")));
+static ma_lock_t late_lock = MA_LOCK_INIT(MA_RANK_LATE);
+static ma_heap_t *late_heap;   /* late_lock; made on first use */
+
+void *ma_alloc_late(size_t size, size_t align, bool zero) {
+    ma_lock(&late_lock);
+    if (!late_heap) late_heap = ma_heap_user_new();
+    void *p = late_heap ? ma_alloc_in(late_heap, size, align, zero) : NULL;
+    ma_unlock(&late_lock);
+    if (!p) errno = ENOMEM;
+    return p;
+}
+
+/* The thread has no heap in ma_heap_tls: its first call, or its exit hook
+ * ran. The allocator starts here, so the mode is known before the first
+ * block is handed out. */
 static MA_COLD void *alloc_first(size_t size) {
     ma_process_init();
     if (ma_checked) return ma_check_malloc(size);
     if (size > MA_MEDIUM_MAX) return ma_large_alloc(size, MA_ALIGN_MIN, false, NULL);
+    if (ma_thread_exited) return ma_alloc_late(size, MA_ALIGN_MIN, false);
     ma_heap_t *heap = ma_heap_thread_init();
     if (!heap) {
         errno = ENOMEM;
@@ -104,6 +128,7 @@ void *ma_alloc_aligned(size_t size, size_t align) {
     if (MA_UNLIKELY(ma_checked)) return ma_check_alloc(NULL, size, align, false);
     if (size > MA_MEDIUM_MAX) return ma_large_alloc(size, align, false, NULL);
     ma_heap_t *heap = ma_heap_tls;
+    if (heap == &ma_heap_empty && ma_thread_exited) return ma_alloc_late(size, align, false);
     if (heap == &ma_heap_empty && (heap = ma_heap_thread_init()) == NULL) {
         errno = ENOMEM;
         return NULL;
@@ -141,7 +166,10 @@ void *ma_realloc(void *p, size_t size) {
     void *region = ma_region_of(p);
     if (region && ma_region_is_large(region) && ma_large_owns(region, p)) {
         ma_large_t *large = region;
-        if (size > MA_MEDIUM_MAX) {
+        /* a freed block waits in the cache, mapped: ma_usable_of below
+         * names the misuse */
+        if (size > MA_MEDIUM_MAX &&
+            atomic_load_explicit(&large->state, memory_order_acquire) == MA_LARGE_LIVE) {
             void *q = ma_large_realloc(large, p, size);
             if (q) return q;
         }
@@ -167,7 +195,7 @@ void *ma_reallocarray(void *p, size_t count, size_t size) {
 static bool pow2(size_t x) { return x && !(x & (x - 1)); }
 
 /* glibc: a non-power-of-two alignment is rounded up; one too big to round
- * is EINVAL. aligned_alloc behaves the same in glibc 2.36. */
+ * is EINVAL. */
 void *ma_memalign(size_t align, size_t size) {
     if (align > ((size_t)1 << 63)) {
         errno = EINVAL;
@@ -177,13 +205,21 @@ void *ma_memalign(size_t align, size_t size) {
     return ma_alloc_aligned(size, align);
 }
 
-void *ma_aligned_alloc(size_t align, size_t size) { return ma_memalign(align, size); }
+/* C17 (DR 460), and glibc from 2.38: an alignment that is not a power of
+ * two (0 included) is EINVAL. */
+void *ma_aligned_alloc(size_t align, size_t size) {
+    if (!pow2(align)) {
+        errno = EINVAL;
+        return NULL;
+    }
+    return ma_alloc_aligned(size, align);
+}
 
+/* A failure is returned, and left in errno too (ENOMEM), as glibc,
+ * jemalloc, mimalloc and tcmalloc do. */
 int ma_posix_memalign(void **out, size_t align, size_t size) {
     if (!pow2(align) || align % sizeof(void *) != 0) return EINVAL;
-    int saved = errno;
     void *p = ma_alloc_aligned(size, align);
-    errno = saved;
     if (!p) return ENOMEM;
     *out = p;
     return 0;

@@ -25,6 +25,10 @@
  * quarantine tag, fill intact); listed (first word = encoded link; fill
  * intact, but for blocks carved and never handed out in SECURE alone). The
  * modes are fixed before the first block exists.
+ * A block that looks freed is confirmed before it is called a double free
+ * (confirmed_free): a live block may hold a copy of a freed one's bytes
+ * (glibc's tst-tcfree3 copies them), and a hardening mode must not end a
+ * correct program.
  */
 #include <errno.h>
 #ifdef __SSE2__
@@ -40,11 +44,12 @@
 #define MAX_PAGE_BLOCKS 4096u            /* 64 KiB / 16: the most a page holds */
 #define LIST_LIMIT ((uint64_t)1 << 24)   /* a longer remote_full list is a cycle */
 
-/* First word of a quarantined block: the encoded NULL link, the tail of a
- * free list. A block that holds it is free (a live block would hold the
- * secret only by a chance of 2^-64), and lean_free's look for an in-page
- * link sees it at no extra cost. */
-static inline uintptr_t qtag(void) { return ma_block_encode(NULL); }
+/* First word of a quarantined block: an encoded link to itself, which no
+ * free list holds (it would be a loop). Only our free writes it: a live
+ * block holds it by a chance of 2^-64, and a copy of another quarantined
+ * block's first word is that block's tag, not this one's. lean_free's look
+ * for an in-page link sees it at no extra cost. */
+static inline uintptr_t qtag(const void *b) { return ma_block_encode(b); }
 
 static uint64_t load64(const uint8_t *p) {
     uint64_t v;
@@ -139,6 +144,80 @@ static bool user_heap(ma_heap_t *heap) {
     return heap && atomic_load_explicit(&heap->kind, memory_order_relaxed) == MA_HEAP_USER;
 }
 
+/* ---- Zero-size blocks (MAPALLOC_SECURE) ---------------------------------------
+ * malloc(0) hands out a pointer into a region mapped without access, so
+ * any read or write through it faults (SIGSEGV) where a block of 32 bytes
+ * would have let 24 of them pass. The pointers are 16 bytes apart and
+ * unique while live: a bitmap says which are, and a cursor goes round the
+ * region, so that a freed one comes back as late as possible. free clears
+ * the bit (a clear bit: double free); the usable size is 0. Only plain
+ * malloc(0) (and calloc, realloc(NULL, 0)) come here: aligned and pool
+ * requests of 0 bytes get ordinary blocks. Not under valgrind. */
+#define ZERO_REGION ((size_t)256 << 20)
+#define ZERO_SLOTS (ZERO_REGION / MA_ALIGN_MIN)
+static uint8_t *_Atomic zero_base;      /* the region, once made (never unmapped) */
+static _Atomic uint64_t *_Atomic zero_live; /* ZERO_SLOTS bits: live pointers */
+static _Atomic uint64_t zero_cursor;    /* the slot tried next */
+
+static bool zero_blocks(void) { return ma_secure && !ma_valgrind; }
+
+/* The region and its bitmap, made by the first caller (a loser of the
+ * race gives its own back). */
+static MA_COLD uint8_t *zero_init(void) {
+    size_t bitmap_bytes = ZERO_SLOTS / 8;
+    uint8_t *base = ma_os_reserve(ZERO_REGION);
+    _Atomic uint64_t *live = base ? ma_os_map(bitmap_bytes) : NULL;
+    if (!live) {
+        if (base) ma_os_unmap(base, ZERO_REGION);
+        return NULL;
+    }
+    _Atomic uint64_t *no_bits = NULL;
+    if (!atomic_compare_exchange_strong(&zero_live, &no_bits, live)) {
+        ma_os_unmap(base, ZERO_REGION);
+        ma_os_unmap((void *)live, bitmap_bytes);
+        while ((base = atomic_load(&zero_base)) == NULL) ma_os_pause(0);
+        return base;
+    }
+    atomic_store(&zero_base, base);
+    return base;
+}
+
+static MA_NOINLINE void *zero_alloc(void) {
+    uint8_t *base = atomic_load_explicit(&zero_base, memory_order_acquire);
+    if (!base && (base = zero_init()) == NULL) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    _Atomic uint64_t *live = atomic_load_explicit(&zero_live, memory_order_relaxed);
+    for (uint64_t tries = 0; tries < ZERO_SLOTS; tries++) {
+        uint64_t i = atomic_fetch_add_explicit(&zero_cursor, 1, memory_order_relaxed) % ZERO_SLOTS;
+        uint64_t bit = (uint64_t)1 << (i % 64);
+        if (!(atomic_fetch_or(&live[i / 64], bit) & bit)) return base + i * MA_ALIGN_MIN;
+    }
+    errno = ENOMEM;
+    return NULL;
+}
+
+static bool zero_owns(const void *p) {
+    uint8_t *base = atomic_load_explicit(&zero_base, memory_order_acquire);
+    return base && (uintptr_t)p - (uintptr_t)base < ZERO_REGION;
+}
+
+/* The slot of p, a live zero-size block; fatal (`what`) otherwise. */
+static uint64_t zero_slot(const void *p, const char *what) {
+    uint64_t off = (uintptr_t)p - (uintptr_t)atomic_load(&zero_base), i = off / MA_ALIGN_MIN;
+    if (off % MA_ALIGN_MIN != 0) ma_diag_fatal_ptr(what, p, 0);
+    if (!(atomic_load(&atomic_load(&zero_live)[i / 64]) >> (i % 64) & 1))
+        ma_diag_fatal_ptr(strcmp(what, "invalid free") == 0 ? "double free" : what, p, 0);
+    return i;
+}
+
+static void zero_free(const void *p) {
+    uint64_t i = zero_slot(p, "invalid free"), bit = (uint64_t)1 << (i % 64);
+    if (!(atomic_fetch_and(&atomic_load(&zero_live)[i / 64], ~bit) & bit))
+        ma_diag_fatal_ptr("double free", p, 0);   /* two frees at once */
+}
+
 /* ---- Allocation ------------------------------------------------------------ */
 
 static void *finish_large(uint8_t *p, bool zero) {
@@ -211,6 +290,8 @@ static uint8_t *pop_small(ma_heap_t *heap, size_t size, size_t align) {
 void *ma_check_alloc(ma_heap_t *heap, size_t size, size_t align, bool zero) {
     size_t tail = ma_block_tail();
     if (size > MA_PAGED_MAX - tail || align > MA_SLICE_SIZE) return alloc_large(heap, size, align, zero);
+    if (!heap && (heap = ma_heap_checked_tls) == NULL && ma_thread_exited)
+        return ma_alloc_late(size, align, zero);
     if (!heap && (heap = ma_heap_checked_tls) == NULL && (heap = ma_heap_thread_init()) == NULL) {
         errno = ENOMEM;
         return NULL;
@@ -226,8 +307,28 @@ void *ma_check_alloc(ma_heap_t *heap, size_t size, size_t align, bool zero) {
 /* malloc's slow path in checked mode. For MAPALLOC_SECURE alone a small
  * or medium block needs a class with room for its canary (up to
  * MA_SMALL_MAX the one heap->direct gives), and the lean finish. */
+/* A few of the blocks in the thread's quarantine, checked as they will be
+ * when they leave it, on each malloc that takes this slow path: a write
+ * after free is found even when the thread frees nothing more. A block
+ * waits unchecked for at most MA_QUARANTINE_SLOTS frees or
+ * MA_QUARANTINE_SLOTS / RING_CHECKS slow paths of its thread (then at its
+ * exit, or the program's). */
+#define RING_CHECKS 2u
+static MA_NOINLINE void ring_check(ma_heap_t *heap) {
+    ma_check_heap_t *q = &heap->check;
+    for (unsigned k = 0; k < RING_CHECKS; k++) {
+        uint32_t i = q->q_check++ % MA_QUARANTINE_SLOTS;
+        const uint8_t *b = q->q_ring[i].block;
+        if (b && MA_UNLIKELY((uintptr_t)load64(b) != qtag(b) ||
+                             (ma_secure_only && !lean_fill_intact(b, q->q_ring[i].page->block_size))))
+            ma_diag_fatal_ptr("write after free", b, q->q_ring[i].page->sclass);
+    }
+}
+
 void *ma_check_malloc(size_t size) {
     ma_heap_t *heap = ma_heap_checked_tls;
+    if (ma_secure && heap != NULL) ring_check(heap);
+    if (size == 0 && zero_blocks()) return zero_alloc();
     if (MA_LIKELY(ma_secure_only && heap != NULL && size <= MA_PAGED_MAX - CANARY_SIZE)) {
         unsigned cls = size <= MA_SMALL_MAX ? ma_sizeclass_direct(size) : ma_sizeclass_of(ma_block_need(size));
         uint8_t *p = ma_alloc_class(heap, cls);
@@ -249,7 +350,7 @@ static inline void release(ma_heap_t *heap, ma_page_t *page, ma_block_t *b) {
  * in malloc, and under valgrind the fill is no-access), else something
  * wrote to it after it was freed. Then it goes to its page's lists. */
 static inline void unquarantine(ma_heap_t *heap, ma_page_t *page, uint8_t *b, bool check_fill) {
-    if (MA_UNLIKELY((uintptr_t)load64(b) != qtag() ||
+    if (MA_UNLIKELY((uintptr_t)load64(b) != qtag(b) ||
                     (check_fill && !lean_fill_intact(b, page->block_size))))
         ma_diag_fatal_ptr("write after free", b, page->sclass);
     if (page->heap == heap) ma_page_free_push(heap, page, (ma_block_t *)b);  /* heap: the ring's */
@@ -290,17 +391,61 @@ static inline bool canary_intact(const ma_page_t *page, const uint8_t *p) {
     return load64(p + page->block_size - CANARY_SIZE) == ma_canary_of(p);
 }
 
-/* A block freed already has the quarantine tag (the encoded NULL), or a
- * link and its fill (a live block would hold both only by a rare chance). */
-static void check_freed(const ma_page_t *page, const uint8_t *p, bool whole) {
-    if ((uintptr_t)load64(p) == qtag() || (fill_intact(p, page->block_size, whole) && free_word(p)))
-        ma_diag_fatal_ptr("double free", p, page->sclass);
+static bool valid_block(const void *b);
+
+/* b is on one of page's lists (its owner's, and those other threads push
+ * on: thread_free, the heap's remote_full). Only the page's owner may look,
+ * or anyone while its heap has no owner (heaps lock held). */
+static bool listed(const ma_page_t *page, const uint8_t *b) {
+    const ma_block_t *block = (const ma_block_t *)b;
+    if (ma_page_list_contains(page, page->free, block) || ma_page_list_contains(page, page->local_free, block))
+        return true;
+    uintptr_t tf = atomic_load_explicit((_Atomic uintptr_t *)&page->thread_free, memory_order_acquire);
+    if (ma_page_list_contains(page, (ma_block_t *)(tf & ~MA_TF_NOTIFY), block)) return true;
+    uintptr_t link = atomic_load_explicit(&page->heap->remote_full, memory_order_acquire);
+    for (uint64_t n = 0; link && n < LIST_LIMIT && valid_block((void *)link); n++) {
+        if (link == (uintptr_t)b) return true;
+        link = (uintptr_t)ma_block_decode(((ma_block_t *)link)->next);
+    }
+    return false;
+}
+
+/* p, a block of page whose first word looks freed (a plausible link, or a
+ * quarantine tag), is free: in a quarantine (its own tag), or on a list of
+ * its page, searched where that is safe: the calling thread's page, or one
+ * whose heap has no thread. A page of another live thread cannot be
+ * searched: there a link and the free fill are the evidence, but not a
+ * link to a block that is itself quarantined (a copy of a quarantined
+ * block's first word). */
+static bool confirmed_free(const ma_page_t *page, const uint8_t *p, bool whole) {
+    uintptr_t w = (uintptr_t)load64(p);
+    if (w == qtag(p)) return true;
+    ma_heap_t *heap = page->heap, *me = ma_heap_checked_tls;
+    if (heap == NULL) return false;   /* its span went back: not listed */
+    if (heap == me) return listed(page, p);
+    bool searched = false, found = false;
+    ma_heap_lock();
+    if (!heap->owned && atomic_load_explicit(&heap->kind, memory_order_relaxed) == MA_HEAP_THREAD) {
+        searched = true;
+        found = page->heap == heap && listed(page, p);
+    }
+    ma_heap_unlock();
+    if (searched) return found;
+    if (!fill_intact(p, page->block_size, whole) || !free_word(p)) return false;
+    const uint8_t *to = (const uint8_t *)ma_block_decode(w);
+    return to == NULL || !valid_block(to) || (uintptr_t)load64(to) != qtag(to);
+}
+
+/* The block must not be free; `what` names the call if it is. */
+static void check_not_freed(const ma_page_t *page, const uint8_t *p, const char *what) {
+    if (ma_page_link_plausible(page, (uintptr_t)load64(p)) && confirmed_free(page, p, ma_debug))
+        ma_diag_fatal_ptr(what, p, page->sclass);
 }
 
 /* The block must be live: its canary intact (secure), and not free. */
 static void check_live(const ma_page_t *page, const uint8_t *p) {
     if (ma_secure && !canary_intact(page, p)) ma_diag_fatal_ptr("heap overflow", p, page->sclass);
-    check_freed(page, p, false);
+    check_not_freed(page, p, "double free");
 }
 
 /* Secure (lean) free of a block of a page, after its checks: fill, tag,
@@ -317,7 +462,7 @@ static inline void lean_finish(ma_page_t *page, uint8_t *p, uintptr_t tag) {
 /* A block whose canary is broken or whose first word looks free. */
 static MA_COLD void lean_free_suspect(ma_page_t *page, uint8_t *p) {
     check_live(page, p);
-    lean_finish(page, p, qtag());
+    lean_finish(page, p, qtag(p));
 }
 
 /* Secure (lean) free: check_live's checks, then lean_finish. The full
@@ -326,7 +471,7 @@ static MA_COLD void lean_free_suspect(ma_page_t *page, uint8_t *p) {
  * list (its link leads to another page). Whatever may fail or call
  * further is a tail call, so that this path saves no registers. */
 static inline void lean_free(ma_page_t *page, uint8_t *p) {
-    const uintptr_t tag = qtag();
+    const uintptr_t tag = qtag(p);
     uintptr_t w = (uintptr_t)load64(p);
     if (MA_UNLIKELY(!canary_intact(page, p) || ma_page_link_plausible(p, w))) {
         lean_free_suspect(page, p);
@@ -344,7 +489,7 @@ static MA_NOINLINE void free_block(ma_page_t *page, uint8_t *p) {
     }
     check_live(page, p);
     ma_fill_free(p, fill_end(p, size), ma_debug);
-    store64(p, qtag());
+    store64(p, qtag(p));
     if (ma_valgrind) ma_os_vg_mark(p + MA_LINK_SIZE, size - MA_LINK_SIZE, MA_VG_NOACCESS);
     ma_heap_t *heap = ma_heap_checked_tls;
     if (ma_secure && quarantined(heap, page)) quarantine(heap, page, p, false);
@@ -376,6 +521,10 @@ static void free_elsewhere(uint8_t *p) {
         ma_fixed_free(fixed, p, "invalid free");
         return;
     }
+    if (zero_owns(p)) {
+        zero_free(p);
+        return;
+    }
     void *region = ma_region_of(p);
     bool large = region && ma_region_is_large(region);
     if (large && ma_large_owns(region, p)) free_large(region, p);
@@ -391,7 +540,7 @@ void ma_check_free(void *p) {
             ma_check_free_block(page, p);
             return;
         }
-        if (ma_fixed_find(p) == NULL) ma_free_invalid(page, p); /* else a fixed heap in a block of ours */
+        if (ma_fixed_find(p) == NULL) ma_free_bad(page, p); /* else a fixed heap in a block of ours */
     }
     int saved = errno;
     free_elsewhere(p);
@@ -414,11 +563,19 @@ void ma_check_thread_done(ma_heap_t *heap) {
 
 /* ---- realloc, usable size ---------------------------------------------------- */
 
+/* A freed block of a page is caught here as in realloc (not under
+ * memcheck, where its bytes may be undefined: memcheck reports it). */
 size_t ma_check_usable(const void *p, const char *what) {
     ma_heap_t *fixed = ma_free_fixed_of(p);
     if (fixed) return ma_fixed_usable(fixed, p, what);
+    if (zero_owns(p)) {
+        zero_slot(p, what);
+        return 0;
+    }
     size_t usable = ma_usable_unchecked(p, what);
-    return ma_segment_small_of(p) ? usable - ma_block_tail() : usable;
+    if (!ma_segment_small_of(p)) return usable;
+    if (!ma_valgrind) check_not_freed(page_of(p), p, what);
+    return usable - ma_block_tail();
 }
 
 void *ma_check_realloc(void *p, size_t size) {
@@ -505,6 +662,7 @@ static void check_heap(walk_t *w, ma_heap_t *heap) {
     check_queue(w, heap, &heap->full, 0);
     for (unsigned i = 0; i < MA_DIRECT_COUNT; i++) {
         const ma_page_t *first = heap->queue[ma_sizeclass_direct(i * 16)].first;
+        if (i == 0 && ma_secure) first = NULL;  /* malloc(0): zero-size blocks */
         if (heap->direct[i] != (first ? first : &ma_page_empty)) problem(w, "stale direct entry in heap", heap);
     }
     uintptr_t link = atomic_load_explicit(&heap->remote_full, memory_order_acquire);
@@ -522,7 +680,7 @@ static void check_heap(walk_t *w, ma_heap_t *heap) {
         const uint8_t *b = q->q_ring[i].block;
         if (!b) continue;
         if (!valid_block(b) || page_of(b) != q->q_ring[i].page) problem(w, "quarantine holds a foreign pointer", b);
-        else if (w->deep && (uintptr_t)load64(b) != qtag()) problem(w, "write after free of", b);
+        else if (w->deep && (uintptr_t)load64(b) != qtag(b)) problem(w, "write after free of", b);
     }
 }
 
@@ -583,7 +741,7 @@ static bool block_live(walk_t *w, const ma_page_t *page, const uint8_t *b) {
     if (!w->deep) return true;
     size_t size = page->block_size;
     deep_check_canary(w, page, b);
-    if ((uintptr_t)load64(b) == qtag()) {  /* quarantined, or a list's tail */
+    if ((uintptr_t)load64(b) == qtag(b)) {  /* quarantined */
         if (!fill_intact(b, size, ma_debug)) problem(w, "write after free of", b);
         return false;
     }
@@ -682,12 +840,17 @@ static void leak_line(uint64_t count, const char *what, uint64_t size, int cls, 
     ma_buf_flush(&b);
 }
 
-/* MAPALLOC_DEBUG at exit: what ma_check finds, then the blocks still in
- * use, by size class and by power of two for large blocks. Blocks that
- * the C library keeps to the end (stdio buffers, ...) are among them. */
+/* At exit: this thread's quarantine (each block checked as it leaves)
+ * and the cached large blocks' fills, so that a write after free that no
+ * later free or malloc looked at is still reported. MAPALLOC_DEBUG then
+ * prints what ma_check finds and the blocks still in use, by size class
+ * and by power of two for large blocks. Blocks that the C library keeps
+ * to the end (stdio buffers, ...) are among them. */
 void ma_check_at_exit(void) {
     if (ma_valgrind) return;  /* memcheck's own report says more */
     ma_check_flush();
+    ma_large_cache_check();
+    if (!ma_debug) return;
     ma_heap_t *me = ma_heap_current();
     if (me) ma_heap_drain_remote(me);
     walk_t w;

@@ -9,8 +9,15 @@
 #include <string.h>
 #include "internal.h"
 
+/* A full buffer is written out, and the message goes on: a long one (an
+ * option's value) comes in pieces but whole, its newline included. */
+static void put(ma_buf_t *b, char c) {
+    if (b->len == sizeof b->data) ma_buf_flush(b);
+    b->data[b->len++] = c;
+}
+
 void ma_buf_str(ma_buf_t *b, const char *s) {
-    while (*s && b->len < sizeof b->data) b->data[b->len++] = *s++;
+    while (*s) put(b, *s++);
 }
 
 void ma_buf_u64(ma_buf_t *b, uint64_t v) {
@@ -20,7 +27,7 @@ void ma_buf_u64(ma_buf_t *b, uint64_t v) {
         tmp[n++] = (char)('0' + v % 10);
         v /= 10;
     } while (v);
-    while (n > 0 && b->len < sizeof b->data) b->data[b->len++] = tmp[--n];
+    while (n > 0) put(b, tmp[--n]);
 }
 
 /* As glibc's printf("%p"): 0x and lowercase hex without padding. */
@@ -33,7 +40,7 @@ void ma_buf_hex(ma_buf_t *b, uintptr_t v) {
         v >>= 4;
     } while (v);
     ma_buf_str(b, "0x");
-    while (n > 0 && b->len < sizeof b->data) b->data[b->len++] = tmp[--n];
+    while (n > 0) put(b, tmp[--n]);
 }
 
 void ma_buf_flush(ma_buf_t *b) {

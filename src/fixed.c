@@ -939,7 +939,7 @@ typedef struct reg_entry_s {
     uintptr_t pad;
 } reg_entry_t;
 
-static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
+static ma_lock_t reg_lock = MA_LOCK_INIT(MA_RANK_FIXED_REGISTRY);
 static _Atomic(reg_entry_t *) reg_chunks[REG_CHUNKS];  /* mapped on demand, kept */
 static _Atomic uint32_t reg_used;                      /* slots [0, reg_used) may be live */
 
@@ -1069,7 +1069,6 @@ static ma_heap_t *heap_init(void *at_) {
     ma_heap_t *h = at_;
     memset(h, 0, sizeof *h);
     for (unsigned i = 0; i < MA_DIRECT_COUNT; i++) h->direct[i] = &ma_page_empty;
-    pthread_mutex_init(&h->large_lock, NULL);
     atomic_store_explicit(&h->kind, MA_HEAP_FIXED, memory_order_release);
     return h;
 }
@@ -1205,36 +1204,48 @@ void ma_fixed_destroy(ma_heap_t *h) {
 }
 
 /* ---- fork ------------------------------------------------------------------
- * A heap in private memory: its lock is held across fork, so the child
- * finds the heap whole, and the child's copy of the lock, held by a thread
- * it does not have, is made anew. A heap in shared memory (a file heap, or
+ * The registry lock is lock.c's and goes with the others. A heap in
+ * private memory: its lock (robust, process-shared, so not one of lock.c's)
+ * is taken too after those, so the child finds the heap whole, and the
+ * child's copy, held by a thread it does not have, is made anew. It is
+ * tried, never waited for while the others are held (lock.c says why);
+ * one still busy after a few milliseconds is left, and the child makes it
+ * anew all the same. A heap in shared memory (a file heap, or
  * ma_heap_new_in over MAP_SHARED memory) is the same heap in both: its lock
  * is left alone, and a holder in the parent releases it for both. */
 
+#define FORK_TRIES 200   /* ma_os_pause rounds: about 10 ms */
+
 void ma_fixed_fork_prepare(void) {
-    ma_lock(&reg_lock);
+    if (ma_os_single_threaded()) return;   /* as lock.c: nobody else can hold one */
     for (uint32_t i = 0; i < reg_used; i++) {
         reg_entry_t *e = reg_slot(i);
         fixed_t *fx = atomic_load_explicit(&e->fx, memory_order_relaxed);
         if (!atomic_load_explicit(&e->lo, memory_order_relaxed)) continue;
-        fx->fork_locked = !fx->shared_mem && pthread_mutex_lock(&fx->sh->lock) == 0;
+        fx->fork_locked = false;
+        if (fx->shared_mem) continue;
+        for (unsigned round = 0; round < FORK_TRIES && !fx->fork_locked; round++) {
+            int rc = pthread_mutex_trylock(&fx->sh->lock);
+            if (rc == EOWNERDEAD) pthread_mutex_consistent(&fx->sh->lock);
+            fx->fork_locked = rc == 0 || rc == EOWNERDEAD;
+            if (!fx->fork_locked) ma_os_pause(round);
+        }
     }
 }
 
 void ma_fixed_fork_parent(void) {
+    if (ma_os_single_threaded()) return;
     for (uint32_t i = 0; i < reg_used; i++) {
         reg_entry_t *e = reg_slot(i);
         fixed_t *fx = atomic_load_explicit(&e->fx, memory_order_relaxed);
         if (atomic_load_explicit(&e->lo, memory_order_relaxed) && fx->fork_locked) unlock(fx);
     }
-    ma_unlock(&reg_lock);
 }
 
 void ma_fixed_fork_child(void) {
-    pthread_mutex_init(&reg_lock, NULL);
     for (uint32_t i = 0; i < reg_used; i++) {
         reg_entry_t *e = reg_slot(i);
         fixed_t *fx = atomic_load_explicit(&e->fx, memory_order_relaxed);
-        if (atomic_load_explicit(&e->lo, memory_order_relaxed) && fx->fork_locked) init_lock(fx->sh);
+        if (atomic_load_explicit(&e->lo, memory_order_relaxed) && !fx->shared_mem) init_lock(fx->sh);
     }
 }

@@ -22,6 +22,20 @@ static MA_COLD void check_double_free(ma_page_t *page, ma_block_t *b) {
         ma_diag_fatal_ptr("double free", b, page->sclass);
 }
 
+/* p lies in a segment but is not a carved block of its page. A span with
+ * no blocks (given back to its segment, or a heap's spare) keeps the class
+ * it last held: p on a block boundary of that class, inside the span, was
+ * a block, so this is its second free (pages of spans over 4 slices - big
+ * blocks and those over 32 KiB - go back as soon as they empty). Else p
+ * was never a block. */
+void ma_free_bad(const ma_page_t *page, const void *p) {
+    size_t off = (uintptr_t)p - (uintptr_t)page->start;
+    if (page->block_size == 0 && page->sclass != 0 && page->sclass < MA_CLASS_COUNT &&
+        off < ((size_t)page->slice_count << MA_SLICE_SHIFT) && off % ma_sizeclass_size(page->sclass) == 0)
+        ma_diag_fatal_ptr("double free", p, page->sclass);
+    ma_diag_fatal_ptr("invalid free", p, page->block_size ? page->sclass : 0);
+}
+
 /* A block whose first word looks like a free block's: searched, then
  * pushed. Apart, and reached by a tail call, so that the fast path keeps
  * nothing on the stack across it. */
@@ -45,25 +59,12 @@ static inline void free_other(ma_heap_t *heap, ma_page_t *page, void *p) {
     else ma_free_remote_batched(heap, page, p);
 }
 
-/* p is not a live block of page. If page is a span given back whose last
- * class had a block at p, p was freed already (the span went back when its
- * blocks were all free): a double free. Else an invalid one. */
-void ma_free_invalid(const ma_page_t *page, const void *p) {
-    unsigned cls = page->sclass;
-    if (page->block_size == 0 && cls > 0 && cls < MA_CLASS_COUNT) {
-        size_t size = ma_sizeclass_size(cls), off = (uintptr_t)p - (uintptr_t)page->start;
-        if (off < ((size_t)page->slice_count << MA_SLICE_SHIFT) && off % size == 0)
-            ma_diag_fatal_ptr("double free", p, (int)cls);
-    }
-    ma_diag_fatal_ptr("invalid free", p, page->block_size ? (int)cls : 0);
-}
-
 /* p lies in one of our segments but starts no block of it. It may still be
  * a block of a fixed heap made inside one of ours (a heap in a malloc'd
  * buffer): the fixed heaps' registry has the last word. */
 static MA_COLD void free_not_block(ma_page_t *page, void *p) {
     ma_heap_t *fixed = ma_fixed_find(p);
-    if (fixed == NULL) ma_free_invalid(page, p);
+    if (fixed == NULL) ma_free_bad(page, p);
     int saved = errno;
     ma_fixed_free(fixed, p, "invalid free");
     errno = saved;

@@ -28,7 +28,7 @@ __thread ma_heap_t *ma_heap_tls __attribute__((tls_model("initial-exec"))) = &ma
 __thread ma_heap_t *ma_heap_free_tls __attribute__((tls_model("initial-exec"))) = &ma_heap_empty;
 __thread ma_heap_t *ma_heap_checked_tls __attribute__((tls_model("initial-exec")));
 
-static pthread_mutex_t heaps_lock = PTHREAD_MUTEX_INITIALIZER;
+static ma_lock_t heaps_lock = MA_LOCK_INIT(MA_RANK_HEAPS);
 static ma_heap_t *all_heaps;        /* every heap ever made */
 static ma_heap_t *abandoned;        /* heaps with no thread */
 /* A block was freed into an abandoned heap since the last collection (free.c
@@ -472,7 +472,6 @@ ma_heap_t *ma_heap_user_new(void) {
     heap_clear(heap);
     heap->large_list = NULL;
     heap->fixed = NULL;
-    pthread_mutex_init(&heap->large_lock, NULL);
     atomic_store_explicit(&heap->busy, 0, memory_order_relaxed);
     atomic_store_explicit(&heap->kind, MA_HEAP_USER, memory_order_release);
     return heap;
@@ -503,31 +502,12 @@ void ma_heap_user_retire(ma_heap_t *heap) {
 
 /* ---- fork ------------------------------------------------------------------ */
 
-/* Lock order: the fixed heaps' locks, the heaps lock, each heap's segment
- * set, the pool. */
-void ma_heap_fork_prepare(void) {
-    ma_fixed_fork_prepare();
-    ma_lock(&heaps_lock);
-    for (ma_heap_t *heap = all_heaps; heap; heap = heap->next_all) ma_segment_set_lock(&heap->segs);
-    ma_segment_fork_prepare();
-}
-
-void ma_heap_fork_parent(void) {
-    ma_segment_fork_parent();
-    for (ma_heap_t *heap = all_heaps; heap; heap = heap->next_all) ma_segment_set_unlock(&heap->segs);
-    ma_unlock(&heaps_lock);
-    ma_fixed_fork_parent();
-}
-
-/* Only the forking thread lives on in the child. The other threads' heaps
- * may have been in the middle of a fast path (which takes no lock), so they
- * are orphaned, never adopted: their blocks stay valid, and freeing one
- * takes the atomic remote path; their free memory is lost to the child. */
+/* The child of a process with other threads, its locks reset (lock.c).
+ * Only the forking thread lives on in it. The other threads' heaps may
+ * have been in the middle of a lock-free fast path, so they are orphaned,
+ * never adopted: their blocks stay valid, and freeing one takes the
+ * atomic remote path; their free memory is lost to the child. */
 void ma_heap_fork_child(void) {
-    ma_segment_fork_child();
-    for (ma_heap_t *heap = all_heaps; heap; heap = heap->next_all) ma_segment_set_fork_child(&heap->segs);
-    pthread_mutex_init(&heaps_lock, NULL);
-    ma_fixed_fork_child();
     ma_heap_t *mine = ma_heap_current();
     for (ma_heap_t *heap = all_heaps; heap; heap = heap->next_all)
         if (heap != mine) heap->owned = false;

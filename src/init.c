@@ -15,49 +15,35 @@ uintptr_t ma_key, ma_canary_key;
 pthread_key_t ma_thread_key;
 static _Atomic int init_state;
 
-/* How many allocator locks the thread holds: code that may call out of
- * the allocator (the purger's pthread_create) waits until it holds none. */
-__thread unsigned ma_locks_held __attribute__((tls_model("initial-exec")));
-
-void ma_lock(pthread_mutex_t *m) {
-    pthread_mutex_lock(m);
-    ma_locks_held++;
-}
-
-void ma_unlock(pthread_mutex_t *m) {
-    ma_locks_held--;
-    pthread_mutex_unlock(m);
-}
-
 /* The pthread key's destructor: the thread exits. Its quarantine goes
- * first, so that the heap it abandons holds no block freed long ago. */
+ * first, so that the heap it abandons holds no block freed long ago. What
+ * the thread allocates from now on (other keys' destructors) comes from
+ * alloc.c's shared heap for late allocations. */
 static void thread_done(void *heap) {
+    ma_thread_exited = true;
     if (ma_checked && heap) ma_check_thread_done(heap);
     ma_heap_thread_done(heap);
 }
 
-/* Every allocator lock is taken before fork: heap.c's (fixed heaps, heaps,
- * segment sets, pool), then the large cache's. */
-static unsigned locks_before_fork;  /* the forking thread's, before prepare */
-
+/* fork: every lock of the allocator is in lock.c's registry, which takes
+ * them all (or, in a single-threaded process, none); then the locks of
+ * fixed heaps in private memory, which are not lock.c's (fixed.c). A child
+ * that got them from a process with other threads orphans those threads'
+ * heaps; a child never has the parent's purger thread. */
 static void fork_prepare(void) {
-    locks_before_fork = ma_locks_held;
-    ma_heap_fork_prepare();
-    ma_large_fork_prepare();
-    ma_purger_fork_prepare();
+    (void)ma_lock_fork_prepare();
+    ma_fixed_fork_prepare();
 }
 
 static void fork_parent(void) {
-    ma_purger_fork_parent();
-    ma_large_fork_parent();
-    ma_heap_fork_parent();
+    ma_fixed_fork_parent();
+    ma_lock_fork_parent();
 }
 
 static void fork_child(void) {
+    ma_fixed_fork_child();
+    if (ma_lock_fork_child()) ma_heap_fork_child();
     ma_purger_fork_child();
-    ma_large_fork_child();
-    ma_heap_fork_child();
-    ma_locks_held = locks_before_fork;  /* the child re-made the locks prepare took */
 }
 
 static MA_COLD void process_init_slow(void) {
@@ -90,6 +76,6 @@ __attribute__((constructor(101))) static void init_at_load(void) { ma_process_in
 
 __attribute__((destructor(101))) static void done_at_exit(void) {
     if (atomic_load(&init_state) != INIT_READY) return;
-    if (ma_debug) ma_check_at_exit();
+    if (ma_checked) ma_check_at_exit();
     if (ma_option(MA_OPT_SHOW_STATS)) ma_stats_at_exit();
 }

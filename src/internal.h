@@ -171,6 +171,48 @@ typedef struct ma_large_s {
 } ma_large_t;
 _Static_assert(sizeof(ma_large_t) <= MA_LARGE_HEADER, "the header fits before the block");
 
+/* ---- lock.c: the allocator's locks, and what fork does with them --------
+ * Every lock of the allocator is an ma_lock_t: a lock that knows which
+ * thread holds it. The first time one is taken it joins a registry, and
+ * fork's prepare handler takes every lock in the registry (lock.c says
+ * how, and how it never deadlocks), so no new lock needs fork code of its
+ * own. A lock in memory that goes away (a fixed heap's) leaves the
+ * registry with ma_lock_forget first. All zeros is a free lock of rank 0.
+ * Ranks order the registry: the order in which the locks nest, outermost
+ * first (src/README.md, "Locks"). */
+typedef enum {
+    MA_RANK_OUTER = 0,      /* held while the program's code runs: a heap's
+                               large-block lock across ma_heap_visit's fn, a
+                               fixed heap's lock across its visit's fn */
+    MA_RANK_LATE,           /* alloc.c's lock for threads past their exit hook */
+    MA_RANK_FIXED_REGISTRY, /* fixed.c's registry of live fixed heaps */
+    MA_RANK_HEAPS,          /* heap.c's list of heaps */
+    MA_RANK_SET,            /* segment.c: a heap's segment set */
+    MA_RANK_POOL,           /* segment.c: the pool of free segments */
+    MA_RANK_LARGE,          /* large.c's cache and statistics */
+} ma_lock_rank_t;
+
+typedef struct ma_lock_s {
+    _Atomic uintptr_t holder;       /* the holder's ma_lock_self(), 0 when free */
+    _Atomic uint32_t seq;           /* futex word: bumped by an unlock that finds sleepers */
+    _Atomic uint32_t sleepers;      /* threads waiting on seq, or about to */
+    uint32_t fork_level;            /* holder: the nested fork prepare that took it, else 0 */
+    uint8_t rank;                   /* ma_lock_rank_t, fixed before first use */
+    _Atomic uint8_t joined;         /* in the registry (lock.c) */
+    struct ma_lock_s *_Atomic next; /* registry lock: next in the registry, by rank */
+} ma_lock_t;
+#define MA_LOCK_INIT(r) {.rank = (r)}
+
+MA_HIDDEN void ma_lock(ma_lock_t *l);
+MA_HIDDEN bool ma_lock_try(ma_lock_t *l);
+MA_HIDDEN void ma_unlock(ma_lock_t *l);
+MA_HIDDEN bool ma_lock_held(const ma_lock_t *l);   /* by the calling thread */
+MA_HIDDEN bool ma_lock_none_held(void);            /* the calling thread holds no lock of ours */
+MA_HIDDEN void ma_lock_forget(ma_lock_t *l);       /* free; its memory goes away */
+MA_HIDDEN bool ma_lock_fork_prepare(void);          /* false: nothing was taken */
+MA_HIDDEN void ma_lock_fork_parent(void);
+MA_HIDDEN bool ma_lock_fork_child(void);            /* as prepare said */
+
 /* ---- Heaps -------------------------------------------------------------- */
 /* A thread's frees of other threads' blocks, gathered per page (free.c). */
 #define MA_RBATCH_SLOTS 8u
@@ -184,7 +226,7 @@ typedef struct ma_rbatch_s {
 /* A heap's segments (segment.c): the owner takes spans from them under the
  * lock, uncontended; other threads take it to purge, trim or look. */
 struct ma_segset_s {
-    pthread_mutex_t lock;
+    ma_lock_t lock;
     ma_segment_t *first, *last;  /* lock: its segments, oldest first */
     uint64_t count;           /* lock: how many */
     uint32_t empty;           /* lock: how many are entirely free */
@@ -197,6 +239,7 @@ struct ma_segset_s {
 typedef struct ma_check_heap_s {
     uint64_t rng;                       /* owner: shuffles carved blocks; 0 until seeded */
     uint32_t q_next;                    /* owner: the quarantine slot the next free takes */
+    uint32_t q_check;                   /* owner: the slot malloc's slow path checks next */
     struct {
         uint8_t *block;                 /* a freed block not yet reusable, or NULL */
         ma_page_t *page;                /* its page: no lookup when it leaves */
@@ -228,7 +271,7 @@ struct ma_heap_s {
     /* User heaps (ma_heap_new / ma_heap_new_in). */
     _Atomic uint32_t kind;               /* ma_heap_kind_t */
     _Atomic uint32_t busy;               /* an ma_heap_ call is running */
-    pthread_mutex_t large_lock;          /* guards large_list */
+    ma_lock_t large_lock;                /* guards large_list; all zeros at first */
     ma_large_t *large_list;              /* this heap's large blocks */
     void *fixed;                         /* fixed.c's state (ma_heap_new_in) */
     /* Owner (or the one thread using a user heap): checked mode only. */
@@ -276,7 +319,9 @@ typedef struct ma_os_stats_s {
 extern ma_os_stats_t ma_os_stats MA_HIDDEN;
 MA_HIDDEN void *ma_os_map(size_t size);                  /* NULL on failure */
 MA_HIDDEN void *ma_os_map_aligned(size_t size, size_t align);
+MA_HIDDEN void *ma_os_map_aligned_at(size_t size, size_t align, size_t offset); /* p + offset aligned */
 MA_HIDDEN void ma_os_unmap(void *p, size_t size);
+MA_HIDDEN void *ma_os_reserve(size_t size);              /* PROT_NONE; NULL on failure */
 MA_HIDDEN void ma_os_purge(void *p, size_t size);        /* contents may be dropped */
 MA_HIDDEN void *ma_os_remap_aligned(void *p, size_t old_size, size_t new_size, size_t align);
 MA_HIDDEN bool ma_os_shrink(void *p, size_t old_size, size_t new_size);
@@ -315,6 +360,13 @@ MA_HIDDEN void *ma_os_map_shared(int fd, size_t size);  /* MAP_SHARED, read-writ
 MA_HIDDEN void ma_os_unmap_shared(void *p, size_t size);
 MA_HIDDEN int ma_os_sync(void *p, size_t size, int fd); /* msync, then fdatasync if fd >= 0 */
 MA_HIDDEN bool ma_os_is_shared(const void *p, size_t size); /* any of it mapped MAP_SHARED */
+MA_HIDDEN void ma_os_futex_wait(_Atomic uint32_t *word, uint32_t expected);
+MA_HIDDEN void ma_os_futex_wake(_Atomic uint32_t *word, int count);
+MA_HIDDEN void ma_os_pause(unsigned round);
+MA_HIDDEN void ma_os_stdio_lock(void);     /* glibc's stdio list lock, if any */
+MA_HIDDEN void ma_os_stdio_unlock(void);
+MA_HIDDEN void ma_os_stdio_reset(void);    /* the fork child: free again */
+MA_HIDDEN bool ma_os_single_threaded(void);
 
 /* ---- diag.c: messages and fatal errors, without allocating -------------- */
 typedef struct ma_buf_s {
@@ -377,10 +429,6 @@ MA_HIDDEN size_t ma_segment_pool_trim(bool force, uint32_t keep);
 MA_HIDDEN void ma_segment_map_set(uintptr_t base, uint8_t v);
 MA_HIDDEN void ma_segment_set_lock(ma_segset_t *set);
 MA_HIDDEN void ma_segment_set_unlock(ma_segset_t *set);
-MA_HIDDEN void ma_segment_set_fork_child(ma_segset_t *set);
-MA_HIDDEN void ma_segment_fork_prepare(void);
-MA_HIDDEN void ma_segment_fork_parent(void);
-MA_HIDDEN void ma_segment_fork_child(void);
 typedef void ma_page_visit_fn(const ma_page_t *page, void *arg);
 MA_HIDDEN void ma_segment_visit_pages(ma_segset_t *set, ma_page_visit_fn *fn, void *arg);
 MA_HIDDEN void ma_segment_account(int64_t delta);   /* bytes in use: spans and live large blocks */
@@ -394,12 +442,11 @@ enum {
     MA_MAP_NONE = 0,     /* not ours */
     MA_MAP_SEGMENT = 1,  /* a segment of small blocks starts here */
     MA_MAP_LARGE = 2,    /* a large mapping starts here */
-    /* MA_MAP_LARGE + k, k <= MA_MAP_BACK_MAX: a large mapping starts k
-     * boundaries lower (blocks aligned to more than 4 MiB, whose first
-     * boundary holds no header) */
+    /* MA_MAP_LARGE + k: a large mapping starts k boundaries lower; large.c
+     * writes k = 1 only, for the boundary where a block aligned to more
+     * than 4 MiB starts (its header is on the boundary below) */
     MA_MAP_FIXED = 255,  /* overlaps caller memory holding a fixed heap (fixed.c) */
 };
-#define MA_MAP_BACK_MAX 128   /* so alignments up to 512 MiB */
 
 static inline uint8_t ma_map_value(const void *p) {
     uintptr_t a = (uintptr_t)p;
@@ -581,8 +628,6 @@ extern _Atomic bool ma_purger_wanted MA_HIDDEN;
 static inline void ma_purger_kick(void) {
     if (MA_UNLIKELY(atomic_load_explicit(&ma_purger_wanted, memory_order_relaxed))) ma_purger_start();
 }
-MA_HIDDEN void ma_purger_fork_prepare(void);
-MA_HIDDEN void ma_purger_fork_parent(void);
 MA_HIDDEN void ma_purger_fork_child(void);
 
 /* ---- heap.c: thread heaps ----------------------------------------------- */
@@ -595,8 +640,6 @@ MA_HIDDEN void ma_heap_collect(ma_heap_t *heap, bool release_all);
 MA_HIDDEN void ma_heap_collect_abandoned(bool all);
 MA_HIDDEN size_t ma_heap_purge_all(bool force);
 extern _Atomic bool ma_heap_abandoned_news MA_HIDDEN;
-MA_HIDDEN void ma_heap_fork_prepare(void);
-MA_HIDDEN void ma_heap_fork_parent(void);
 MA_HIDDEN void ma_heap_fork_child(void);
 MA_HIDDEN void ma_heap_sum_class_allocs(uint64_t *out);
 MA_HIDDEN ma_heap_t *ma_heap_current(void);   /* this thread's heap, or NULL */
@@ -635,9 +678,7 @@ MA_HIDDEN size_t ma_large_cache_tick(bool all);
 MA_HIDDEN size_t ma_large_trim(void);
 MA_HIDDEN uint64_t ma_large_cached(void);
 MA_HIDDEN void ma_large_visit_all(ma_region_visit_fn *fn, void *arg);
-MA_HIDDEN void ma_large_fork_prepare(void);
-MA_HIDDEN void ma_large_fork_parent(void);
-MA_HIDDEN void ma_large_fork_child(void);
+MA_HIDDEN void ma_large_cache_check(void);   /* checked mode: every cached block's fill */
 typedef struct ma_large_stats_s {
     uint64_t count, bytes, allocs, alloc_bytes, cached_bytes;
 } ma_large_stats_t;
@@ -685,11 +726,13 @@ MA_HIDDEN void ma_fixed_file_of(ma_heap_t *h, void **origin, size_t *map_size, i
 /* ---- fileheap.c: the files of file heaps (ma_heap_open) ------------------ */
 MA_HIDDEN ma_heap_t *ma_fileheap_open(const char *path, size_t size, int flags); /* NULL + errno */
 MA_HIDDEN int ma_fileheap_close(ma_heap_t *h);   /* syncs, unmaps, closes; the heap is dead */
-MA_HIDDEN void ma_fixed_fork_prepare(void);  /* the registry lock and every fixed heap's lock */
+MA_HIDDEN void ma_fixed_fork_prepare(void);  /* every private fixed heap's lock, tried */
 MA_HIDDEN void ma_fixed_fork_parent(void);
 MA_HIDDEN void ma_fixed_fork_child(void);
 
 /* ---- alloc.c / free.c: the entry points' bodies ------------------------- */
+extern __thread bool ma_thread_exited MA_HIDDEN;  /* its exit hook ran (init.c sets it) */
+MA_HIDDEN void *ma_alloc_late(size_t size, size_t align, bool zero); /* such a thread's allocations */
 MA_HIDDEN void *ma_alloc_slow(ma_heap_t *heap, size_t size);
 MA_HIDDEN void *ma_alloc_aligned(size_t size, size_t align);
 MA_HIDDEN void *ma_alloc_in(ma_heap_t *heap, size_t size, size_t align, bool zero);
@@ -701,7 +744,7 @@ MA_HIDDEN void ma_free_remote_batched(ma_heap_t *heap, ma_page_t *page, ma_block
 MA_HIDDEN void ma_free_flush_slot(ma_rbatch_t *slot);
 MA_HIDDEN void ma_free_flush(ma_heap_t *heap);
 MA_HIDDEN void ma_free_slow(void *p);
-MA_HIDDEN MA_COLD _Noreturn void ma_free_invalid(const ma_page_t *page, const void *p);
+MA_HIDDEN _Noreturn MA_COLD void ma_free_bad(const ma_page_t *page, const void *p); /* not a block of page */
 MA_HIDDEN size_t ma_usable_of(const void *p, const char *what);
 MA_HIDDEN size_t ma_usable_unchecked(const void *p, const char *what);
 MA_HIDDEN ma_heap_t *ma_free_fixed_of(const void *p);  /* the fixed heap p is a block of */
@@ -716,16 +759,15 @@ MA_HIDDEN void *ma_check_realloc(void *p, size_t size);
 MA_HIDDEN size_t ma_check_usable(const void *p, const char *what);
 MA_HIDDEN void ma_check_flush(void);                 /* this thread's quarantine */
 MA_HIDDEN void ma_check_thread_done(ma_heap_t *heap);
-MA_HIDDEN void ma_check_at_exit(void);               /* MAPALLOC_DEBUG's report */
+MA_HIDDEN void ma_check_at_exit(void);               /* last checks; MAPALLOC_DEBUG's report */
 
 /* ---- init.c: process, thread and fork hooks ----------------------------- */
 MA_HIDDEN void ma_process_init(void);
-MA_HIDDEN void ma_lock(pthread_mutex_t *m);
-extern __thread unsigned ma_locks_held MA_HIDDEN;
-MA_HIDDEN void ma_unlock(pthread_mutex_t *m);
 extern pthread_key_t ma_thread_key MA_HIDDEN;
 
 /* ---- stats.c ------------------------------------------------------------ */
 MA_HIDDEN void ma_stats_at_exit(void);
+typedef void ma_stats_write_fn(const char *s, size_t n, void *arg);
+MA_HIDDEN void ma_stats_xml(ma_stats_write_fn *write, void *arg);  /* malloc_info's XML */
 
 #endif /* MA_INTERNAL_H */

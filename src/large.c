@@ -18,7 +18,7 @@
 #include <string.h>
 #include "internal.h"
 
-static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
+static ma_lock_t cache_lock = MA_LOCK_INIT(MA_RANK_LARGE);
 static ma_large_t *cache;          /* cache_lock: most recently freed first */
 static _Atomic uint64_t cache_bytes; /* written under cache_lock; read by the purger's test */
 static ma_large_stats_t stats;     /* cache_lock */
@@ -36,10 +36,50 @@ static void guard_set(ma_large_t *large, bool on) {
     if (large->guard) ma_os_protect((uint8_t *)large + large->map_size - large->guard, large->guard, !on);
 }
 
+/* ---- Checked mode: a cached block's fill ----
+ * A freed large block waits in the cache, mapped. In SECURE its first 24
+ * and last 16 usable bytes get the free fill (MAPALLOC_DEBUG's check.c
+ * fills more of it), checked when the mapping is reused, unmapped by the
+ * cache, or at exit: a write after free is reported there. */
+#define FILL_HEAD 24u
+#define FILL_TAIL 16u
+
+static bool cache_checked(void) { return (ma_secure || ma_debug) && !ma_valgrind; }
+
+static uint8_t *old_block(const ma_large_t *large) { return (uint8_t *)large + large->offset; }
+
+static void cache_fill(ma_large_t *large) {
+    uint8_t *p = old_block(large);
+    size_t usable = ma_large_usable(large);
+    memset(p, MA_FREE_FILL, FILL_HEAD);
+    memset(p + usable - FILL_TAIL, MA_FREE_FILL, FILL_TAIL);
+}
+
+static bool all_fill(const uint8_t *p, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (p[i] != MA_FREE_FILL) return false;
+    return true;
+}
+
+static void cache_check(const ma_large_t *large) {
+    const uint8_t *p = old_block(large);
+    size_t usable = ma_large_usable(large);
+    if (!all_fill(p, FILL_HEAD) || !all_fill(p + usable - FILL_TAIL, FILL_TAIL))
+        ma_diag_fatal_ptr("write after free", p, -1);
+}
+
 static void cache_remove(ma_large_t **link) {
     ma_large_t *large = *link;
     *link = large->next;
     atomic_fetch_sub_explicit(&cache_bytes, large->map_size, memory_order_relaxed);
+    if (cache_checked()) cache_check(large);
+}
+
+void ma_large_cache_check(void) {
+    if (!cache_checked()) return;
+    ma_lock(&cache_lock);
+    for (ma_large_t *large = cache; large; large = large->next) cache_check(large);
+    ma_unlock(&cache_lock);
 }
 
 static void unmap_large(ma_large_t *large) {
@@ -149,14 +189,22 @@ static ma_large_t *refit(ma_large_t *large, size_t need) {
     return moved;
 }
 
+/* Where the block starts in its mapping: after the header, at the
+ * alignment; for alignments above 4 MiB, 4 MiB in (the header's boundary
+ * is then the one just below the block's, so the byte map entry of the
+ * block says "one boundary back": any alignment fits the map). */
+static size_t block_offset(size_t align) {
+    if (align <= MA_LARGE_HEADER) return MA_LARGE_HEADER;
+    return align <= MA_SEGMENT_SIZE ? align : MA_SEGMENT_SIZE;
+}
+
 void *ma_large_alloc(size_t size, size_t align, bool zero, ma_heap_t *owner) {
     ma_process_init();
-    if (size > (size_t)PTRDIFF_MAX - 2 * MA_SEGMENT_SIZE ||
-        align > ((size_t)MA_MAP_BACK_MAX << MA_SEGMENT_SHIFT)) {
+    if (size > (size_t)PTRDIFF_MAX - 2 * MA_SEGMENT_SIZE || align > ((size_t)1 << (MA_ADDR_BITS - 2))) {
         errno = ENOMEM;
         return NULL;
     }
-    size_t offset = align <= MA_LARGE_HEADER ? MA_LARGE_HEADER : align;
+    size_t offset = block_offset(align);
     size_t map_align = align > MA_SEGMENT_SIZE ? align : MA_SEGMENT_SIZE;
     if (size > (size_t)PTRDIFF_MAX - offset - map_align) {
         errno = ENOMEM;
@@ -174,7 +222,7 @@ void *ma_large_alloc(size_t size, size_t align, bool zero, ma_heap_t *owner) {
         if (large) large = refit(large, need);
     }
     if (!large) {
-        large = ma_os_map_aligned(need, map_align);
+        large = ma_os_map_aligned_at(need, map_align, align > MA_SEGMENT_SIZE ? offset : 0);
         if (!large) {
             errno = ENOMEM;
             return NULL;
@@ -230,6 +278,7 @@ void ma_large_free(ma_large_t *large, const void *p) {
     }
     uint64_t cap = (uint64_t)ma_option(MA_OPT_LARGE_CACHE_MB) << 20;
     bool keep = large->offset < MA_SEGMENT_SIZE && large->map_size <= cap;
+    if (keep && ma_secure && cache_checked()) cache_fill(large);
     ma_lock(&cache_lock);
     stats.count--;
     stats.bytes -= large->map_size;
@@ -340,9 +389,6 @@ void ma_large_visit_all(ma_region_visit_fn *fn, void *arg) {
     ma_unlock(&cache_lock);
 }
 
-void ma_large_fork_prepare(void) { ma_lock(&cache_lock); }
-void ma_large_fork_parent(void) { ma_unlock(&cache_lock); }
-void ma_large_fork_child(void) { pthread_mutex_init(&cache_lock, NULL); }
 
 /* fn on each large block of the heap, under its large_lock; stops at the
  * first non-zero result and returns it. */

@@ -1,19 +1,33 @@
 /* os_linux.c - the OS contract on Linux: the only file that calls mmap,
- * munmap, madvise, mremap, mprotect, getenv and getrandom, and that talks
- * to valgrind; and, for heaps in files (fixed.c, fileheap.c), the only one
- * that opens, locks, grows, maps MAP_SHARED, syncs and closes files.
+ * munmap, madvise, mremap, mprotect, getenv, getrandom and futex, that
+ * talks to valgrind, and that knows glibc's internals we lean on (its
+ * stdio list lock, whether the process is single-threaded); and, for heaps
+ * in files (fixed.c, fileheap.c), the only one that opens, locks, grows,
+ * maps MAP_SHARED, syncs and closes files.
  *
  * ENOMEM from the kernel is an ordinary failure (NULL back to the caller);
  * any other error on unmap or purge means our bookkeeping is wrong, which is
  * fatal. Every figure the statistics show about OS memory is counted here.
+ *
+ * The mapping limit (vm.max_map_count, 65530 by default): at it, the
+ * kernel refuses a new mapping (ENOMEM: NULL), and also an munmap that
+ * would split one in two, which trimming an over-sized mapping to its
+ * alignment or unmapping a segment between two others may need. Such an
+ * unmap is not an error: the range is purged (its memory goes back) and
+ * kept on a short list of ranges to unmap later, tried again after each
+ * unmap that succeeds; a range that finds no room on the list stays
+ * mapped, purged, for good (address space, no memory).
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <sched.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <linux/futex.h>
 #include <time.h>
 #include <unistd.h>
 #include "internal.h"
@@ -61,9 +75,63 @@ static void *raw_map(size_t size, int prot, int extra) {
     return p == MAP_FAILED ? NULL : p;
 }
 
-static void raw_unmap(void *p, size_t size) {
+/* false: ENOMEM, the mapping limit (see above); anything else is fatal. */
+static bool raw_unmap(void *p, size_t size) {
     count(&ma_os_stats.munmap_calls, 1);
-    if (munmap(p, size) != 0) ma_diag_fatal("munmap failed (corrupted allocator state?)");
+    int saved = errno;
+    int rc = munmap(p, size);
+    if (rc != 0 && errno != ENOMEM) ma_diag_fatal("munmap failed (corrupted allocator state?)");
+    errno = saved;
+    return rc == 0;
+}
+
+/* ---- Ranges to unmap later (the mapping limit) ---- */
+#define LATER_SLOTS 64
+static struct {
+    _Atomic uintptr_t addr;   /* 0: a free slot; taken by compare-and-swap */
+    size_t size;              /* written by whoever took the slot */
+    bool counted;             /* still in ma_os_stats.mapped */
+} later[LATER_SLOTS];
+static _Atomic uint32_t later_count;
+
+static void later_add(void *p, size_t size, bool counted) {
+    for (unsigned i = 0; i < LATER_SLOTS; i++) {
+        uintptr_t expected = 0;
+        if (atomic_load_explicit(&later[i].addr, memory_order_relaxed) != 0 ||
+            !atomic_compare_exchange_strong(&later[i].addr, &expected, 1))
+            continue;
+        later[i].size = size;
+        later[i].counted = counted;
+        atomic_store(&later[i].addr, (uintptr_t)p);
+        atomic_fetch_add(&later_count, 1);
+        return;
+    }
+    if (counted) atomic_fetch_sub_explicit(&ma_os_stats.mapped, size, memory_order_relaxed);
+}
+
+/* An unmap just succeeded: the process has room for the splits the
+ * ranges on the list need. Each is taken off the list to be tried. */
+static void later_retry(void) {
+    if (MA_LIKELY(atomic_load_explicit(&later_count, memory_order_relaxed) == 0)) return;
+    for (unsigned i = 0; i < LATER_SLOTS; i++) {
+        uintptr_t a = atomic_load_explicit(&later[i].addr, memory_order_relaxed);
+        if (a <= 1 || !atomic_compare_exchange_strong(&later[i].addr, &a, 1)) continue;
+        size_t size = later[i].size;
+        bool counted = later[i].counted;
+        atomic_store(&later[i].addr, 0);
+        atomic_fetch_sub(&later_count, 1);
+        if (!raw_unmap((void *)a, size)) {
+            later_add((void *)a, size, counted);
+            return;
+        }
+        if (counted) atomic_fetch_sub_explicit(&ma_os_stats.mapped, size, memory_order_relaxed);
+    }
+}
+
+/* Untouched address space we do not want (never resident). */
+static void unmap_spare(void *p, size_t size) {
+    if (raw_unmap(p, size)) later_retry();
+    else later_add(p, size, false);
 }
 
 void *ma_os_map(size_t size) {
@@ -72,30 +140,69 @@ void *ma_os_map(size_t size) {
     return p;
 }
 
-/* Over-map by the alignment and cut off the ends: one mmap, at most two
- * munmaps. The kernel hands out addresses top-down, so trying the exact size
- * first rarely lands aligned; we do not bother. */
-static void *map_aligned(size_t size, size_t align, int prot) {
+/* A mapping p of size bytes with p + offset aligned to align (offset <
+ * align, both multiples of the page). Over-map by the alignment and cut
+ * off the ends: one mmap, at most two munmaps (which the mapping limit may
+ * refuse: the ends then wait on the list above, and the aligned part is
+ * ours all the same). The kernel hands out addresses top-down, so trying
+ * the exact size first rarely lands aligned; we do not bother. */
+static void *map_aligned(size_t size, size_t align, size_t offset, int prot) {
     if (size + align < size) return NULL;
     uint8_t *raw = raw_map(size + align, prot, 0);
     if (!raw) return NULL;
-    uintptr_t start = ((uintptr_t)raw + align - 1) & ~(uintptr_t)(align - 1);
+    uintptr_t start = (((uintptr_t)raw + offset + align - 1) & ~(uintptr_t)(align - 1)) - offset;
     size_t head = start - (uintptr_t)raw;
     size_t tail = align - head;
-    if (head) raw_unmap(raw, head);
-    if (tail) raw_unmap((uint8_t *)start + size, tail);
+    if (head) unmap_spare(raw, head);
+    if (tail) unmap_spare((uint8_t *)start + size, tail);
     return (void *)start;
 }
 
-void *ma_os_map_aligned(size_t size, size_t align) {
-    void *p = map_aligned(size, align, PROT_READ | PROT_WRITE);
-    if (p) mapped_add(size);
+/* Alignments above this are reserved without access and opened after the
+ * trim: the over-map then costs address space only, never commit charge
+ * (a 64 GiB alignment on a machine with less memory). */
+#define RESERVE_ALIGN ((size_t)64 << 20)
+
+void *ma_os_map_aligned_at(size_t size, size_t align, size_t offset) {
+    if (align <= RESERVE_ALIGN) {
+        void *p = map_aligned(size, align, offset, PROT_READ | PROT_WRITE);
+        if (p) mapped_add(size);
+        return p;
+    }
+    void *p = map_aligned(size, align, offset, PROT_NONE);
+    if (!p) return NULL;
+    int saved = errno;
+    bool open = mprotect(p, size, PROT_READ | PROT_WRITE) == 0;
+    errno = saved;
+    if (!open) {
+        unmap_spare(p, size);
+        return NULL;
+    }
+    mapped_add(size);
+    return p;
+}
+
+void *ma_os_map_aligned(size_t size, size_t align) { return ma_os_map_aligned_at(size, align, 0); }
+
+/* Never fails: at the mapping limit the range is purged instead and put
+ * on the list of ranges to unmap later (it stays in "mapped" until then). */
+/* Address space no one may touch: not counted as mapped (no memory, no
+ * commit charge). */
+void *ma_os_reserve(size_t size) {
+    void *p = raw_map(size, PROT_NONE, MAP_NORESERVE);
     return p;
 }
 
 void ma_os_unmap(void *p, size_t size) {
-    raw_unmap(p, size);
-    atomic_fetch_sub_explicit(&ma_os_stats.mapped, size, memory_order_relaxed);
+    if (raw_unmap(p, size)) {
+        atomic_fetch_sub_explicit(&ma_os_stats.mapped, size, memory_order_relaxed);
+        later_retry();
+    } else {
+        int saved = errno;
+        (void)madvise(p, size, MADV_DONTNEED);
+        errno = saved;
+        later_add(p, size, true);
+    }
     atomic_fetch_sub_explicit(&ma_os_stats.committed, size, memory_order_relaxed);
     count(&ma_os_stats.released, size);
 }
@@ -177,12 +284,13 @@ void *ma_os_remap_aligned(void *p, size_t old_size, size_t new_size, size_t alig
     void *q = mremap(p, old_size, new_size, 0);
     errno = saved;
     if (q == MAP_FAILED) {
-        void *window = map_aligned(new_size, align, PROT_NONE);
+        void *window = map_aligned(new_size, align, 0, PROT_NONE);
         if (!window) return NULL;
         count(&ma_os_stats.mremap_calls, 1);
         q = mremap(p, old_size, new_size, MREMAP_MAYMOVE | MREMAP_FIXED, window);
         if (q == MAP_FAILED) {
-            raw_unmap(window, new_size);
+            errno = saved;
+            unmap_spare(window, new_size);
             return NULL;
         }
     }
@@ -363,3 +471,54 @@ bool ma_os_is_shared(const void *p, size_t size) {
     ma_os_file_close(fd);
     return shared;
 }
+/* ---- Locks and fork (lock.c) ------------------------------------------- */
+
+/* Sleeps while *word == expected (or until a wake); a raw system call, so
+ * not a cancellation point, and safe in a signal handler. */
+void ma_os_futex_wait(_Atomic uint32_t *word, uint32_t expected) {
+    int saved = errno;
+    (void)syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, expected, NULL, NULL, 0);
+    errno = saved;
+}
+
+void ma_os_futex_wake(_Atomic uint32_t *word, int count) {
+    int saved = errno;
+    (void)syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, count, NULL, NULL, 0);
+    errno = saved;
+}
+
+/* A pause between two tries at something another thread holds: a yield
+ * at first, then 50 us naps (raw nanosleep: not a cancellation point). */
+void ma_os_pause(unsigned round) {
+    int saved = errno;
+    if (round < 16) {
+        sched_yield();
+    } else {
+        struct timespec ts = {0, 50 * 1000};
+        (void)syscall(SYS_nanosleep, &ts, NULL);
+    }
+    errno = saved;
+}
+
+/* glibc's stdio list lock (recursive; glibc 2.36's fork takes it after the
+ * atfork prepare handlers and before its own malloc's locks, resets it in
+ * the child). Weak: a static program without stdio has none. */
+extern void _IO_list_lock(void) __attribute__((weak));
+extern void _IO_list_unlock(void) __attribute__((weak));
+extern void _IO_list_resetlock(void) __attribute__((weak));
+/* glibc 2.32 and later: true until the process makes its first thread. */
+extern char __libc_single_threaded __attribute__((weak));
+
+void ma_os_stdio_lock(void) {
+    if (_IO_list_lock && _IO_list_unlock && _IO_list_resetlock) _IO_list_lock();
+}
+
+void ma_os_stdio_unlock(void) {
+    if (_IO_list_lock && _IO_list_unlock && _IO_list_resetlock) _IO_list_unlock();
+}
+
+void ma_os_stdio_reset(void) {
+    if (_IO_list_lock && _IO_list_unlock && _IO_list_resetlock) _IO_list_resetlock();
+}
+
+bool ma_os_single_threaded(void) { return &__libc_single_threaded != NULL && __libc_single_threaded; }

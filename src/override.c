@@ -4,8 +4,12 @@
  * that replacing malloc needs malloc, free, calloc, realloc, and for full
  * coverage memalign, posix_memalign, aligned_alloc, malloc_usable_size,
  * pvalloc and valloc; the __libc_ names cover programs that call those.
+ * The glibc extras (malloc_trim, malloc_stats, malloc_info, mallinfo2)
+ * report mapalloc's heap, not glibc's unused one.
  */
+#include <errno.h>
 #include <malloc.h>
+#include <stdio.h>
 #include <string.h>
 #include "internal.h"
 
@@ -40,15 +44,33 @@ EXPORT int mallopt(int param, int value) {
     return 1;
 }
 
+static void write_to_file(const char *s, size_t n, void *fp) { fwrite(s, 1, n, fp); }
+
+/* glibc's XML shape, mapalloc's figures (stats.c). Called by the program,
+ * with no lock of ours held: stdio may allocate. */
+EXPORT int malloc_info(int options, FILE *fp) {
+    if (options != 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    ma_stats_xml(write_to_file, fp);
+    return 0;
+}
+
+/* hblks/hblkhd: the large blocks (mapped on their own, as glibc's mmapped
+ * chunks); uordblks: the bytes of the other blocks in use. */
 EXPORT struct mallinfo2 mallinfo2(void) {
     ma_stats_t st;
     ma_stats_get(&st);
+    ma_large_stats_t large;
+    ma_large_stats(&large);
     struct mallinfo2 mi;
     memset(&mi, 0, sizeof mi);
     mi.arena = st.os_mapped;
     mi.ordblks = 1;
     mi.hblks = st.large_in_use;
-    mi.uordblks = st.bytes_in_use;
+    mi.hblkhd = large.bytes;
+    mi.uordblks = st.bytes_in_use > large.bytes ? st.bytes_in_use - large.bytes : 0;
     mi.fordblks = st.os_committed > st.bytes_in_use ? st.os_committed - st.bytes_in_use : 0;
     mi.usmblks = st.os_mapped_peak;
     return mi;
@@ -62,6 +84,7 @@ EXPORT struct mallinfo mallinfo(void) {
     mi.arena = (int)m2.arena;
     mi.ordblks = (int)m2.ordblks;
     mi.hblks = (int)m2.hblks;
+    mi.hblkhd = (int)m2.hblkhd;
     mi.uordblks = (int)m2.uordblks;
     mi.fordblks = (int)m2.fordblks;
     mi.usmblks = (int)m2.usmblks;

@@ -13,9 +13,13 @@
  * It starts on the first slow-path call that finds free memory to watch
  * (a program that never frees never gets it), never from inside an
  * allocator lock, and only with MAPALLOC_PURGER=1 (the default); it blocks
- * every signal. A fork child has no such thread: it starts again there the
- * same way. Its own state is a flag and a mutex-and-condition pair that
- * nothing else holds across a call.
+ * every signal. It never starts in a process that has no thread but the
+ * first: a thread of ours would make it multi-threaded for good, and glibc
+ * then takes its fork locks even in a signal handler, where a program that
+ * forks from one (allowed in a single-threaded process: glibc's
+ * tst-mallocfork2) would hang. Such a program's slow paths purge. A fork child has no such thread: it starts again there the
+ * same way. Its own state is one flag; it sleeps, and holds no lock of its
+ * own.
  *
  * When the OS refuses a mapping (RLIMIT_AS, strict overcommit), os_linux.c
  * calls ma_purger_reclaim through a hook before it fails: every free byte
@@ -36,8 +40,6 @@ static _Atomic int state;          /* PURGER_ */
  * runs or cannot (the option, the delay), so that the test costs the slow
  * paths one load. */
 _Atomic bool ma_purger_wanted = true;
-static pthread_mutex_t wait_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t wait_cond;
 
 /* Everything free that is still resident, and what the large cache holds. */
 static bool something_to_purge(void) { return ma_segment_dirty() > 0 || ma_large_cached() > 0; }
@@ -51,18 +53,9 @@ static void tick(void) {
 }
 
 static void sleep_ms(long ms) {
-    struct timespec until;
-    clock_gettime(CLOCK_MONOTONIC, &until);
-    until.tv_sec += ms / 1000;
-    until.tv_nsec += (ms % 1000) * 1000000L;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    while (clock_nanosleep(CLOCK_MONOTONIC, 0, &ts, &ts) == EINTR) {
     }
-    ma_lock(&wait_lock);
-    while (pthread_cond_timedwait(&wait_cond, &wait_lock, &until) == EINTR) {
-    }
-    ma_unlock(&wait_lock);
 }
 
 static void *purger_main(void *arg) {
@@ -76,11 +69,6 @@ static void *purger_main(void *arg) {
 }
 
 static void start(void) {
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&wait_cond, &ca);
-    pthread_condattr_destroy(&ca);
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setstacksize(&attr, STACK_BYTES);
@@ -106,7 +94,8 @@ static void start(void) {
  * has set the state first, so a malloc inside it comes back here and
  * returns at once. */
 void ma_purger_start(void) {
-    if (atomic_load_explicit(&state, memory_order_relaxed) != PURGER_OFF || ma_locks_held || !something_to_purge())
+    if (atomic_load_explicit(&state, memory_order_relaxed) != PURGER_OFF || !ma_lock_none_held() ||
+        ma_os_single_threaded() || !something_to_purge())
         return;
     int expected = PURGER_OFF;
     if (!atomic_compare_exchange_strong(&state, &expected, PURGER_STARTING)) return;
@@ -133,11 +122,7 @@ void ma_purger_init(void) {
 }
 
 /* fork: the thread is the parent's alone; a child starts its own. */
-void ma_purger_fork_prepare(void) { ma_lock(&wait_lock); }
-void ma_purger_fork_parent(void) { ma_unlock(&wait_lock); }
-
 void ma_purger_fork_child(void) {
-    pthread_mutex_init(&wait_lock, NULL);
     if (atomic_load_explicit(&state, memory_order_relaxed) == PURGER_RUNNING)
         atomic_store_explicit(&ma_purger_wanted, true, memory_order_relaxed);
     atomic_store_explicit(&state, PURGER_OFF, memory_order_relaxed);

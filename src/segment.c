@@ -50,7 +50,7 @@ static void guard_segment(ma_segment_t *seg) {
     ma_os_protect((uint8_t *)seg + MA_SEGMENT_SIZE - MA_SLICE_SIZE, MA_SLICE_SIZE, false);
 }
 
-static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
+static ma_lock_t pool_lock = MA_LOCK_INIT(MA_RANK_POOL);
 static ma_segment_t *pool;          /* pool lock: free segments, most recently added first */
 static uint32_t pool_count;         /* pool lock */
 static uint64_t pool_tick_ms;       /* pool lock: the pool's last purge tick */
@@ -225,7 +225,7 @@ static ma_segment_t *pool_take(void) {
 /* ---- Sets ---- */
 
 void ma_segment_set_init(ma_segset_t *set) {
-    pthread_mutex_init(&set->lock, NULL);
+    set->lock = (ma_lock_t)MA_LOCK_INIT(MA_RANK_SET);
     set->first = set->last = NULL;
     set->count = 0;
     set->empty = 0;
@@ -362,7 +362,7 @@ void ma_segment_span_free(ma_page_t *page) {
  * free (the background purger does not make a heap's thread wait). */
 size_t ma_segment_set_trim(ma_segset_t *set, bool force, bool if_idle) {
     if (if_idle) {
-        if (pthread_mutex_trylock(&set->lock) != 0) return 0;
+        if (!ma_lock_try(&set->lock)) return 0;
     } else {
         ma_lock(&set->lock);
     }
@@ -420,14 +420,8 @@ void ma_segment_visit_pages(ma_segset_t *set, ma_page_visit_fn *fn, void *arg) {
     ma_unlock(&set->lock);
 }
 
-/* ---- fork: the set locks are heap.c's to take (it knows the sets) ---- */
-
 void ma_segment_set_lock(ma_segset_t *set) { ma_lock(&set->lock); }
 void ma_segment_set_unlock(ma_segset_t *set) { ma_unlock(&set->lock); }
-void ma_segment_set_fork_child(ma_segset_t *set) { pthread_mutex_init(&set->lock, NULL); }
-void ma_segment_fork_prepare(void) { ma_lock(&pool_lock); }
-void ma_segment_fork_parent(void) { ma_unlock(&pool_lock); }
-void ma_segment_fork_child(void) { pthread_mutex_init(&pool_lock, NULL); }
 
 /* fn on the header of every large mapping in the byte map (live or
  * cached). The caller keeps them from being unmapped meanwhile. */

@@ -7,6 +7,7 @@
  * so a snapshot taken while threads run is approximate; at exit it is exact
  * but for frees not yet collected (counted as in use).
  */
+#include <pthread.h>
 #include <string.h>
 #include <unistd.h>
 #include "internal.h"
@@ -15,6 +16,7 @@ typedef struct class_figures_s {
     uint64_t allocs[MA_CLASS_COUNT];  /* cumulative */
     uint64_t live[MA_CLASS_COUNT];    /* in use now */
     uint64_t pages[MA_CLASS_COUNT];
+    uint64_t carved[MA_CLASS_COUNT];  /* blocks carved in those pages, live or free */
 } class_figures_t;
 
 static void visit_page(const ma_page_t *page, void *arg) {
@@ -22,6 +24,7 @@ static void visit_page(const ma_page_t *page, void *arg) {
     f->allocs[page->sclass] += page->allocs;
     f->live[page->sclass] += ma_page_used(page);
     f->pages[page->sclass]++;
+    f->carved[page->sclass] += page->capacity;
 }
 
 static void gather(ma_stats_t *st, class_figures_t *f) {
@@ -81,7 +84,12 @@ static void pad_u64(ma_buf_t *b, uint64_t v, size_t width) {
     ma_buf_str(b, tmp.data);
 }
 
+/* With cancellation disabled: write(2) is a cancellation point, and a
+ * thread cancelled there would leave half a report (glibc does the same).
+ * No lock is held while it writes. */
 void ma_stats_print(void) {
+    int cancel_state;
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel_state);
     ma_process_init();
     ma_stats_t st;
     class_figures_t f;
@@ -119,6 +127,83 @@ void ma_stats_print(void) {
         ma_buf_str(&b, "\n");
         ma_buf_flush(&b);
     }
+    pthread_setcancelstate(cancel_state, NULL);
+}
+
+/* ---- malloc_info: glibc's XML, mapalloc's figures ----------------------
+ * One <heap> (all of mapalloc's pages), whose <sizes> are the size
+ * classes with free blocks (carved, not in use: what glibc lists are its
+ * free chunks); "mmap" totals are the live large blocks; "current" is the
+ * committed memory, "max" the peak mapped, aspace the mapped now. */
+
+typedef struct xml_s {
+    ma_stats_write_fn *write;
+    void *arg;
+    ma_buf_t b;   /* the line being built */
+} xml_t;
+
+static void xml_text(xml_t *x, const char *text) {
+    ma_buf_str(&x->b, text);
+    x->write(x->b.data, x->b.len, x->arg);
+    x->b.len = 0;
+}
+
+/* <tag type="type" name1="v1" name2="v2"/> (type or name2 NULL: left out) */
+static void xml_elem(xml_t *x, const char *tag, const char *type, const char *name1, uint64_t v1,
+                     const char *name2, uint64_t v2) {
+    ma_buf_str(&x->b, tag);
+    if (type) {
+        ma_buf_str(&x->b, " type=\"");
+        ma_buf_str(&x->b, type);
+        ma_buf_str(&x->b, "\"");
+    }
+    ma_buf_str(&x->b, name1);
+    ma_buf_u64(&x->b, v1);
+    if (name2) {
+        ma_buf_str(&x->b, name2);
+        ma_buf_u64(&x->b, v2);
+    }
+    xml_text(x, "\"/>\n");
+}
+
+static void xml_totals(xml_t *x, const ma_stats_t *st, uint64_t free_count, uint64_t free_bytes,
+                       const ma_large_stats_t *large) {
+    xml_elem(x, "<total", "fast", " count=\"", 0, "\" size=\"", 0);
+    xml_elem(x, "<total", "rest", " count=\"", free_count, "\" size=\"", free_bytes);
+    if (large) xml_elem(x, "<total", "mmap", " count=\"", large->count, "\" size=\"", large->bytes);
+    xml_elem(x, "<system", "current", " size=\"", st->os_committed, NULL, 0);
+    xml_elem(x, "<system", "max", " size=\"", st->os_mapped_peak, NULL, 0);
+    xml_elem(x, "<aspace", "total", " size=\"", st->os_mapped, NULL, 0);
+    xml_elem(x, "<aspace", "mprotect", " size=\"", st->os_mapped, NULL, 0);
+}
+
+void ma_stats_xml(ma_stats_write_fn *write, void *arg) {
+    ma_process_init();
+    ma_stats_t st;
+    class_figures_t f;
+    gather(&st, &f);
+    ma_large_stats_t large;
+    ma_large_stats(&large);
+    xml_t x = {.write = write, .arg = arg, .b = {.len = 0}};
+    xml_text(&x, "<malloc version=\"1\">\n<heap nr=\"0\">\n<sizes>\n");
+    uint64_t free_count = 0, free_bytes = 0;
+    for (unsigned c = 1; c < MA_CLASS_COUNT; c++) {
+        uint64_t n = f.carved[c] > f.live[c] ? f.carved[c] - f.live[c] : 0;
+        if (n == 0) continue;
+        uint64_t size = ma_sizeclass_size(c), from = c == 1 ? 1 : ma_sizeclass_size(c - 1) + 1;
+        free_count += n;
+        free_bytes += n * size;
+        ma_buf_str(&x.b, "  <size from=\"");
+        ma_buf_u64(&x.b, from);
+        ma_buf_str(&x.b, "\" to=\"");
+        ma_buf_u64(&x.b, size);
+        xml_elem(&x, "\"", NULL, " total=\"", n * size, "\" count=\"", n);
+    }
+    xml_text(&x, "</sizes>\n");
+    xml_totals(&x, &st, free_count, free_bytes, NULL);
+    xml_text(&x, "</heap>\n");
+    xml_totals(&x, &st, free_count, free_bytes, &large);
+    xml_text(&x, "</malloc>\n");
 }
 
 void ma_stats_at_exit(void) { ma_stats_print(); }

@@ -349,18 +349,64 @@ static void test_posix_memalign(void)
     void *out = &out;
     CHECK_EQ_U(A_POSIX_MEMALIGN(&out, opaque(SIZE_MAX / 2 + 1), 16), ENOMEM);
     CHECK_EQ_PTR(out, &out);
+    /* errno too says ENOMEM, as glibc, jemalloc, mimalloc and tcmalloc
+     * leave it (glibc's tst-malloc-thread-fail reads it) */
+    errno = 0;
+    CHECK_EQ_U(A_POSIX_MEMALIGN(&out, 64, opaque(SIZE_MAX)), ENOMEM);
+    CHECK_EQ_U(errno, ENOMEM);
 }
 
-/* glibc 2.36 on this machine (checked with a small program against glibc):
- * aligned_alloc and memalign are the same function; an alignment that is
- * not a power of two is rounded up to the next one and the call succeeds
- * without touching errno (aligned_alloc(3, 16) gives a 4-aligned block,
- * aligned_alloc(24, 48) a 32-aligned one, alignment 0 acts as 1); only an
- * alignment above SIZE_MAX/2+1 fails, with EINVAL. (glibc 2.38 changed
- * aligned_alloc to fail with EINVAL for any non-power of two.) */
+/* Alignments of 1 GiB and more (glibc, mimalloc and jemalloc give them):
+ * from posix_memalign, aligned_alloc and memalign, written at both ends,
+ * grown by realloc, freed. 64 GiB is more than this machine's memory:
+ * only the block's pages may be committed, not the alignment's slack. */
+static void test_huge_alignment(void)
+{
+    static const size_t sizes[] = {1, 100, 5 * MIB};
+    int bad = 0;
+    for (size_t align = 1 << 30; align <= ((size_t)64 << 30); align *= 4) {
+        for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+            size_t n = sizes[i];
+            void *p = NULL, *q = A_ALIGNED_ALLOC(align, n), *r = A_MEMALIGN(align, n);
+            int rc = A_POSIX_MEMALIGN(&p, align, n);
+            void *all[3] = {p, q, r};
+            for (int k = 0; k < 3; k++) {
+                if (!all[k] || !aligned_to(all[k], align) || A_USABLE(all[k]) < n) {
+                    fprintf(stderr, "alignment %zu, size %zu, call %d: %p (rc %d)\n", align, n, k,
+                            all[k], rc);
+                    bad++;
+                    continue;
+                }
+                memset(all[k], 0x33, 64 < n ? 64 : n);
+                ((char *)all[k])[n - 1] = 0x44;
+            }
+            if (r) {
+                void *grown = A_REALLOC(r, n + 3 * MIB);
+                CHECK(grown != NULL);
+                if (grown) {
+                    CHECK(((char *)grown)[n - 1] == 0x44);
+                    r = grown;
+                }
+            }
+            A_FREE(p);
+            A_FREE(q);
+            A_FREE(r);
+        }
+    }
+    CHECK_EQ_U(bad, 0);
+}
+
+/* memalign, as glibc 2.36 on this machine (checked with a small program
+ * against glibc): an alignment that is not a power of two is rounded up to
+ * the next one and the call succeeds without touching errno
+ * (memalign(3, 16) gives a 4-aligned block, memalign(24, 48) a 32-aligned
+ * one, alignment 0 acts as 1); only an alignment above SIZE_MAX/2+1 fails,
+ * with EINVAL. aligned_alloc, as C17 (DR 460) and glibc 2.38 and later:
+ * an alignment that is not a power of two (0 included) fails with EINVAL;
+ * the powers of two behave as memalign's. */
 typedef void *(*align_fn)(size_t, size_t);
 
-static void check_align_fn(align_fn fn, const char *name)
+static void check_align_fn(align_fn fn, const char *name, int strict)
 {
     static const size_t aligns[] = {0,   1,    2,    3,    5,       6,   7,
                                     8,   12,   16,   24,   48,      64,  100,
@@ -372,6 +418,15 @@ static void check_align_fn(align_fn fn, const char *name)
             size_t want = next_pow2(aligns[i]);
             errno = 0;
             void *p = fn(opaque(aligns[i]), sizes[j]);
+            if (strict && want != aligns[i]) {
+                if (p != NULL || errno != EINVAL) {
+                    fprintf(stderr, "%s(%zu, %zu) = %p, errno %d (want NULL, EINVAL)\n", name,
+                            aligns[i], sizes[j], p, errno);
+                    bad++;
+                }
+                A_FREE(p);
+                continue;
+            }
             if (p == NULL || errno != 0 || !aligned_to(p, want) ||
                 A_USABLE(p) < sizes[j]) {
                 fprintf(stderr, "%s(%zu, %zu) = %p, errno %d\n", name,
@@ -416,8 +471,11 @@ static void *call_memalign(size_t a, size_t n)
 
 static void test_aligned_alloc_memalign(void)
 {
-    check_align_fn(call_aligned_alloc, "aligned_alloc");
-    check_align_fn(call_memalign, "memalign");
+    check_align_fn(call_aligned_alloc, "aligned_alloc", 1);
+    check_align_fn(call_memalign, "memalign", 0);
+    errno = 0;
+    CHECK(A_ALIGNED_ALLOC(opaque(65), 64) == NULL);  /* jemalloc's test */
+    CHECK_EQ_U(errno, EINVAL);
 }
 
 static void test_valloc_pvalloc(void)
@@ -785,9 +843,32 @@ static void test_glibc_extras(void)
         blocks[i] = malloc(KIB);
     void *big = malloc(8 * MIB);
     struct mallinfo2 mi = mallinfo2();
-    /* the figures describe the heap that holds these blocks */
-    CHECK(mi.uordblks + mi.hblkhd >= N * KIB + 8 * MIB);
+    /* the figures describe the heap that holds these blocks: hblkhd the
+     * bytes of mapped (large) blocks, uordblks the others */
+    CHECK(mi.uordblks >= N * KIB);
+    CHECK(mi.hblks >= 1);
+    CHECK(mi.hblkhd >= 8 * MIB);
     CHECK(stderr_bytes_of(call_malloc_stats) > 0);
+    /* malloc_info is mapalloc's: glibc's XML shape, these figures */
+    char *xml = NULL;
+    size_t xml_len = 0;
+    FILE *f = open_memstream(&xml, &xml_len);
+    CHECK(f != NULL && malloc_info(0, f) == 0);
+    if (f)
+        fclose(f);
+    const char *mmap_total = xml ? strstr(xml, "<total type=\"mmap\" count=\"") : NULL;
+    unsigned long long mmap_count = 0, mmap_size = 0;
+    CHECK(xml && strncmp(xml, "<malloc version=\"1\">\n", 21) == 0);
+    CHECK(xml && xml_len > 10 && strcmp(xml + xml_len - 10, "</malloc>\n") == 0);
+    CHECK(mmap_total && sscanf(mmap_total, "<total type=\"mmap\" count=\"%llu\" size=\"%llu\"/>",
+                               &mmap_count, &mmap_size) == 2);
+    CHECK(mmap_count >= 1 && mmap_size >= 8 * MIB);
+    CHECK(xml && strstr(xml, "<heap nr=\"0\">\n<sizes>\n") != NULL);
+    if (check_n_failed)
+        fprintf(stderr, "malloc_info wrote:\n%s", xml ? xml : "(nothing)\n");
+    free(xml);
+    errno = 0;
+    CHECK(malloc_info(1, stdout) == -1 && errno == EINVAL);
     for (int i = 0; i < N; i++)
         free(blocks[i]);
     free(big);
@@ -848,6 +929,7 @@ static const struct {
     {"alignment_and_usable", test_alignment_and_usable},
     {"posix_memalign", test_posix_memalign},
     {"aligned_alloc_memalign", test_aligned_alloc_memalign},
+    {"huge_alignment", test_huge_alignment},
     {"valloc_pvalloc", test_valloc_pvalloc},
     {"realloc_ladder", test_realloc_ladder},
     {"realloc_zero_frees", test_realloc_zero_frees},

@@ -145,6 +145,110 @@ static void double_free_medium(void)
     free_fn(keep);
 }
 
+/* 40 KB blocks: a page of them goes back when it empties (it is not
+ * kept as its class's first page), so the second free finds a span with
+ * no blocks: still a double free, as the README says. */
+static void double_free_40k(void)
+{
+    void *p = malloc_fn(40 * 1000);
+    expect(p);
+    free_fn(p);
+    free_fn(p);
+}
+
+/* A freed large block waits in the cache, mapped: realloc must not hand
+ * it back (the next malloc of that size would own it too). */
+static void realloc_freed_large(void)
+{
+    void *p = malloc_fn(1 * MIB);
+    expect(p);
+    free_fn(p);
+    void *q = realloc_fn(p, 2 * MIB);
+    free_fn(q);
+}
+
+/* malloc_usable_size of a freed block (in SECURE's quarantine, or on its
+ * page's lists): the same check as realloc's. */
+static void usable_freed(void)
+{
+    void *keep = malloc_fn(48);
+    void *p = malloc_fn(48);
+    expect(p);
+    free_fn(p);
+    usable_fn(p);
+    free_fn(keep);
+}
+
+/* Exactly 256 KiB: with its canary too big for a page under SECURE, a
+ * mapping of its own, which the large cache keeps mapped when freed. */
+static void write_after_free_256k(void)
+{
+    char *p = malloc_fn(256 * KIB);
+    expect(p);
+    free_fn(p);
+    p[8] = 'x';
+    free_fn(malloc_fn(256 * KIB));
+}
+
+/* A write after free followed by no free at all: caught when malloc next
+ * takes a slow path (here: pages of 48-byte blocks run dry)... */
+static void write_after_free_then_malloc(void)
+{
+    char *p = malloc_fn(48);
+    expect(p);
+    free_fn(p);
+    memset(p, 'B', 48);
+    for (int i = 0; i < 10000; i++)
+        malloc_fn(48);
+}
+
+/* ... or at exit (a normal one: the library's destructor runs), when
+ * nothing else happened. */
+static void write_after_free_at_exit(void)
+{
+    char *p = malloc_fn(48);
+    expect(p);
+    free_fn(p);
+    memset(p, 'B', 48);
+    exit(0);
+}
+
+static void write_after_free_large_at_exit(void)
+{
+    char *p = malloc_fn(1 * MIB);
+    size_t n = usable_fn(p);
+    expect(p);
+    free_fn(p);
+    p[n - 1] = 'x';
+    exit(0);
+}
+
+/* MAPALLOC_SECURE: a block of no bytes has no bytes to touch. */
+static void zero_size_write(void)
+{
+    char *p = malloc_fn(0);
+    expect(p);
+    p[0] = 'x';
+    free_fn(p);
+}
+
+static void zero_size_read(void)
+{
+    volatile char *p = malloc_fn(0);
+    expect((void *)p);
+    char c = p[0];
+    (void)c;
+    free_fn((void *)p);
+}
+
+static void double_free_zero_size(void)
+{
+    void *p = malloc_fn(0);
+    expect(p);
+    free_fn(p);
+    free_fn(p);
+}
+
 static void double_free_large(void)
 {
     void *p = malloc_fn(1 * MIB);
@@ -362,6 +466,16 @@ static const struct death_case {
     {"invalid_usable_size_stack", MSG_INVALID_USABLE, invalid_usable_size_stack, 0},
     {"double_free_medium", MSG_DOUBLE_FREE, double_free_medium, 0},
     {"double_free_large", MSG_DOUBLE_FREE, double_free_large, 0},
+    {"double_free_40k", MSG_DOUBLE_FREE, double_free_40k, 0},
+    {"realloc_freed_large", MSG_INVALID_REALLOC, realloc_freed_large, 0},
+    {"usable_freed", MSG_INVALID_USABLE, usable_freed, 0},
+    {"zero_size_write", NULL, zero_size_write, SIGSEGV},
+    {"zero_size_read", NULL, zero_size_read, SIGSEGV},
+    {"double_free_zero_size", MSG_DOUBLE_FREE, double_free_zero_size, 0},
+    {"write_after_free_256k", MSG_WRITE_AFTER_FREE, write_after_free_256k, 0},
+    {"write_after_free_then_malloc", MSG_WRITE_AFTER_FREE, write_after_free_then_malloc, 0},
+    {"write_after_free_at_exit", MSG_WRITE_AFTER_FREE, write_after_free_at_exit, 0},
+    {"write_after_free_large_at_exit", MSG_WRITE_AFTER_FREE, write_after_free_large_at_exit, 0},
     {"double_free_remote", MSG_DOUBLE_FREE, double_free_remote, 0},
     {"overflow_one", MSG_OVERFLOW, overflow_one, 0},
     {"overflow_many", MSG_OVERFLOW, overflow_many, 0},

@@ -61,7 +61,7 @@ static void test_usable(void)
         p = ma_malloc(n);
         size_t u = ma_usable_size(p);
         CHECK(u >= n);
-        if (secure)
+        if (secure && n > 0) /* malloc(0): test_zero_size */
             CHECK_EQ_U((u + 8) % 16, 0);
         memset(p, 1, u); /* all of it is the program's */
         ma_free(p);
@@ -112,8 +112,8 @@ static void test_tiny(void)
             default: v[i] = ma_heap_malloc(h, 1); break;
             }
             CHECK(v[i] != NULL);
-            if (secure)
-                CHECK(ma_usable_size(v[i]) >= 24);
+            if (secure) /* malloc(0): a block of no bytes (test_zero_size) */
+                CHECK(ma_usable_size(v[i]) >= (i % 5 == 0 ? 0u : 24u));
             memset(v[i], 0x5A, ma_usable_size(v[i]));
         }
         for (int i = 0; i < N; i++)
@@ -121,6 +121,38 @@ static void test_tiny(void)
         CHECK_EQ_U(ma_check(), 0);
     }
     ma_heap_destroy(h);
+}
+
+/* MAPALLOC_SECURE: malloc(0) gives a block of no bytes, which faults on
+ * any access (test/death: zero_size_read, zero_size_write); the pointers
+ * are unique while live, and every call takes them as it takes others. */
+static void test_zero_size(void)
+{
+    puts("-- zero-size blocks");
+    enum { N = 3000 };
+    static void *v[N];
+    for (int i = 0; i < N; i++) {
+        v[i] = i % 3 == 0 ? ma_calloc(0, 5) : i % 3 == 1 ? ma_realloc(NULL, 0) : ma_malloc(0);
+        CHECK(v[i] != NULL && ((uintptr_t)v[i] & 15) == 0);
+        if (secure && !debug)
+            CHECK_EQ_U(ma_usable_size(v[i]), 0);
+        if (i % 2 == 0) { /* half come back at once: reused pointers stay unique */
+            ma_free(v[i]);
+            v[i] = ma_malloc(0);
+        }
+    }
+    int dup = 0;
+    for (int i = 0; i < N; i++)
+        for (int k = i + 1; k < N && k < i + 64; k++)
+            dup += v[i] == v[k];
+    CHECK_EQ_U(dup, 0);
+    char *p = ma_realloc(v[0], 100);   /* grows like any block */
+    CHECK(p != NULL && ma_usable_size(p) >= 100);
+    memset(p, 1, 100);
+    v[0] = ma_realloc(p, 0) == NULL ? NULL : p;  /* realloc(p, 0) frees */
+    for (int i = 1; i < N; i++)
+        ma_free(v[i]);
+    CHECK_EQ_U(ma_check(), 0);
 }
 
 static void test_fills(void)
@@ -197,6 +229,53 @@ static void test_quarantine(void)
             ma_free(v[i]);
         ma_free(w[i]);
     }
+}
+
+static void *malloc_in_thread(void *arg)
+{
+    return ma_malloc(*(size_t *)arg);
+}
+
+/* glibc's tst-tcfree3: a freed block's first bytes copied into live blocks
+ * (data that happens to look like the allocator's), which are then freed:
+ * no mode may call that a double free. Blocks of many sizes, fresh and
+ * recycled (a recycled block still holds the free fill where the program
+ * did not write), of this thread's pages and of another thread's. */
+static void test_copied_free_words(void)
+{
+    puts("-- a freed block's first bytes copied into live blocks (tst-tcfree3)");
+    static const size_t sizes[] = {24, 32, 40, 100, 1000, 20000, 127 * KIB};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        size_t n = sizes[i];
+        for (int round = 0; round < 3; round++) {
+            if (round == 1) { /* recycle: blocks freed long ago, handed out again */
+                void *v[200];
+                for (int k = 0; k < 200; k++)
+                    v[k] = ma_malloc(n);
+                for (int k = 0; k < 200; k++)
+                    ma_free(v[k]);
+            }
+            void *a = ma_malloc(n), *b, *c = ma_malloc(127 * KIB);
+            pthread_t t;
+            if (round == 2) /* b on a page of another (finished) thread */
+                CHECK(pthread_create(&t, NULL, malloc_in_thread, &n) == 0 &&
+                      pthread_join(t, &b) == 0);
+            else
+                b = ma_malloc(n);
+            memset(c, 0xff, 127 * KIB);
+            size_t copy = 32;
+            if (ma_usable_size(a) < copy)
+                copy = ma_usable_size(a);
+            if (ma_usable_size(b) < copy)
+                copy = ma_usable_size(b);
+            ma_free(a);
+            memcpy(b, a, copy);
+            memcpy(c, a, copy);
+            ma_free(b);
+            ma_free(c);
+        }
+    }
+    CHECK_EQ_U(ma_check(), 0);
 }
 
 static void *free_all(void *arg)
@@ -341,9 +420,11 @@ int main(int argc, char **argv)
     printf("hardening: MAPALLOC_SECURE=%d MAPALLOC_DEBUG=%d\n", secure, debug);
     test_usable();
     test_tiny();
+    test_zero_size();
     test_fills();
     test_shuffle();
     test_quarantine();
+    test_copied_free_words();
     test_check_clean();
     test_check_finds();
     if (!secure && !debug)
