@@ -154,12 +154,37 @@ void *ma_calloc(size_t count, size_t size) {
     return p;
 }
 
+/* A block that grows gets at least a quarter more than it had (tcmalloc's
+ * rule): a string or an array grown in small steps moves log-many times,
+ * not once per size class (the classes above 256 KiB are 64 KiB apart). A
+ * block that shrinks to half or less moves to a smaller class. */
+static void *realloc_move(void *p, size_t usable, size_t size) {
+    size_t want = size;
+    if (size > usable && size - usable < usable / 4) want = usable + usable / 4;
+    void *q = ma_malloc(want);
+    if (!q && want > size) q = ma_malloc(size);
+    if (!q) return NULL;
+    memcpy(q, p, size < usable ? size : usable);
+    ma_free(p);
+    return q;
+}
+
 void *ma_realloc(void *p, size_t size) {
     if (p == NULL) return ma_malloc(size);
     if (MA_UNLIKELY(ma_checked)) return ma_check_realloc(p, size);
     if (size == 0) {  /* glibc: free and return NULL */
         ma_free(p);
         return NULL;
+    }
+    /* a block of a page: its class is its usable size */
+    ma_segment_t *seg = ma_segment_small_of(p);
+    if (MA_LIKELY(seg != NULL)) {
+        const ma_page_t *page = ma_segment_page_of(seg, p);
+        if (MA_LIKELY(ma_page_block_index(page, p) != UINT32_MAX)) {
+            size_t usable = page->block_size;
+            if (size <= usable && size >= usable / 2) return p;
+            return realloc_move(p, usable, size);
+        }
     }
     ma_heap_t *fixed = ma_free_fixed_of(p);   /* before any header: see free.c */
     if (fixed) return ma_fixed_realloc(fixed, p, size);
@@ -175,12 +200,7 @@ void *ma_realloc(void *p, size_t size) {
         }
     }
     size_t usable = ma_usable_of(p, "invalid realloc");
-    if (size <= usable && size >= usable / 2 && usable <= MA_MEDIUM_MAX) return p;
-    void *q = ma_malloc(size);
-    if (!q) return NULL;
-    memcpy(q, p, size < usable ? size : usable);
-    ma_free(p);
-    return q;
+    return realloc_move(p, usable, size);
 }
 
 void *ma_reallocarray(void *p, size_t count, size_t size) {
