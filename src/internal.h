@@ -62,7 +62,7 @@
 #define MA_SEGMENT_SLICES (MA_SEGMENT_SIZE / MA_SLICE_SIZE) /* 64 */
 #define MA_SLICES_USABLE (~(uint64_t)1)       /* slice 0 holds the header */
 #define MA_SPAN_MAX_SLICES 32u
-#define MA_RETIRE_SLOTS 16u                   /* emptied pages a heap keeps a while */
+#define MA_RETIRE_SLOTS 32u                   /* emptied pages a heap keeps a while */
 
 #define MA_SMALL_MAX 1024u                    /* sizes served through heap->direct */
 #define MA_DIRECT_COUNT (MA_SMALL_MAX / 16 + 1)

@@ -94,8 +94,8 @@ static void start(void) {
  * has set the state first, so a malloc inside it comes back here and
  * returns at once. */
 void ma_purger_start(void) {
-    if (atomic_load_explicit(&state, memory_order_relaxed) != PURGER_OFF || !ma_lock_none_held() ||
-        ma_os_single_threaded() || !something_to_purge())
+    if (atomic_load_explicit(&state, memory_order_relaxed) != PURGER_OFF || ma_os_single_threaded() ||
+        !ma_lock_none_held() || !something_to_purge())
         return;
     int expected = PURGER_OFF;
     if (!atomic_compare_exchange_strong(&state, &expected, PURGER_STARTING)) return;
