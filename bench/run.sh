@@ -17,6 +17,8 @@
 #                      which runs only when named here
 #   WORKLOADS="..."    subset of workload names (larson ... redis gcc)
 #   THREADS="1 2 4 8"  thread counts for the threaded workloads
+#   WIDE_THREADS="1 2 4 8 16"  thread counts for the thread-generation and
+#                      producer/consumer ones (QUICK: 2)
 #   ROUNDS=3 WARMUP=1  measured and warm-up rounds
 #   TIMEOUT=seconds    per run (default 120, QUICK 30); a run past it is FAIL
 #   NO_INSTALL=1       never call apt-get
@@ -33,9 +35,11 @@ LIBDIR=/usr/lib/x86_64-linux-gnu
 case "${QUICK:-0}" in 1|y|yes|true|on) QUICK=1 ;; *) QUICK=0 ;; esac
 if [ "$QUICK" = 1 ]; then
     THREADS=${THREADS:-2}
+    WIDE_THREADS=${WIDE_THREADS:-$THREADS}
     TIMEOUT=${TIMEOUT:-30}
 else
     THREADS=${THREADS:-1 2 4 8}
+    WIDE_THREADS=${WIDE_THREADS:-1 2 4 8 16}
     TIMEOUT=${TIMEOUT:-120}
 fi
 ROUNDS=${ROUNDS:-3}
@@ -50,15 +54,18 @@ warn() { printf '[bench] WARNING: %s\n' "$*" >&2; }
 # ---- workloads: name, threaded?, QUICK scale, full scale -----------------
 # Scales are calibrated to about 0.1 s (QUICK) and 1-2 s (full) under glibc
 # with one thread; see bench/README.md for what each one reproduces.
+# threaded: yes (THREADS), wide (WIDE_THREADS: up to 16), no.
 WORKLOAD_TABLE="
 larson        yes  8    80
-xmalloc       yes  2    10
+xmalloc       wide 2    10
 cache-scratch yes  8    80
 cache-thrash  yes  8    80
-mstress       yes  5    50
+mstress       wide 5    50
+tgen          wide 1    6
 alloc-test    yes  1    12
 sh6bench      yes  2    16
-sh8bench      yes  2    16
+sh8bench      wide 2    16
+prodcons      wide 1    4
 glibc-simple  no   1    12
 glibc-thread  yes  1    12
 malloc-large  no   1    20
@@ -68,11 +75,16 @@ pybench       no   1    12
 sqlite        no   1    20
 redis         no   5000 50000
 gcc           no   1    20
+clang         no   1    20
+ghostscript   no   1    3
+ruby          no   1    3
+lua           no   1    3
 "
 
 # ---- dependencies --------------------------------------------------------
 
-PACKAGES="libmimalloc2.0 libjemalloc2 libtcmalloc-minimal4 redis-server redis-tools gnuplot-nox"
+PACKAGES="libmimalloc2.0 libjemalloc2 libtcmalloc-minimal4 redis-server redis-tools gnuplot-nox
+          clang ghostscript ruby lua5.4"
 
 missing_packages() {
     local p out=""
@@ -197,13 +209,14 @@ field() {
     echo "${line%% *}"
 }
 
-# record WORKLOAD THREADS ALLOC ROUND STATUS TIME_S RSS_KIB WALL_S RESULT
+# record WORKLOAD THREADS ALLOC ROUND STATUS TIME_S RSS_KIB WALL_S CPU_S MINFLT RESULT
 record() {
-    printf '%s,%s,%s,%s,%s,%s,%s,%s,"%s"\n' "$@" >>"$CSV"
+    printf '%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,"%s"\n' "$@" >>"$CSV"
 }
 
 # run_cmd LABEL ALLOC ROUND LIB -- command...: runs under runstat and sets
-# RUN_STATUS, RUN_WALL, RUN_RSS, RUN_RESULT (the RESULT line, if any)
+# RUN_STATUS, RUN_WALL, RUN_RSS, RUN_CPU (user + sys), RUN_FLT (minor page
+# faults), RUN_RESULT (the RESULT line, if any)
 run_cmd() {
     local label=$1 alloc=$2 round=$3 lib=$4
     shift 5
@@ -215,8 +228,19 @@ run_cmd() {
     RUN_STATUS=$(field status "$st")
     RUN_WALL=$(field elapsed_s "$st")
     RUN_RSS=$(field maxrss_kib "$st")
+    stat_cpu "$st"
     RUN_RESULT=$(grep '^RESULT ' "$base.out" | tail -n 1 | sed 's/^RESULT //')
     [ -n "$RUN_STATUS" ] || RUN_STATUS=fail
+}
+
+# stat_cpu STATLINE: RUN_CPU and RUN_FLT from a runstat line
+stat_cpu() {
+    local u s
+    u=$(field user_s "$1")
+    s=$(field sys_s "$1")
+    RUN_CPU=""
+    [ -n "$u" ] && [ -n "$s" ] && RUN_CPU=$(awk -v u="$u" -v s="$s" 'BEGIN { printf "%.3f", u + s }')
+    RUN_FLT=$(field minflt "$1")
 }
 
 # run_workload NAME THREADS SCALE ALLOC ROUND
@@ -234,11 +258,22 @@ run_workload() {
     sqlite)
         run_cmd "$label" "$alloc" "$round" "$lib" -- \
             sqlite3 :memory: ".read $BUILD/data/sqlite-$scale.sql" ;;
-    gcc)
+    gcc | clang)
         rm -f "$BUILD/tmp/big.o"
         run_cmd "$label" "$alloc" "$round" "$lib" -- \
-            gcc -O2 -w -c "$BUILD/data/big-$scale.c" -o "$BUILD/tmp/big.o"
+            "$name" -O2 -w -c "$BUILD/data/big-$scale.c" -o "$BUILD/tmp/big.o"
         [ "$RUN_STATUS" = ok ] && [ -s "$BUILD/tmp/big.o" ] && RUN_RESULT="object=$(stat -c %s "$BUILD/tmp/big.o")" ;;
+    ghostscript)
+        run_cmd "$label" "$alloc" "$round" "$lib" -- \
+            gs -q -dNOPAUSE -dBATCH -dSAFER -sDEVICE=ppmraw -r72 -sOutputFile="$BUILD/tmp/page-%d.ppm" \
+            "$BUILD/data/doc-$scale.ps"
+        [ "$RUN_STATUS" = ok ] && [ -s "$BUILD/tmp/page-1.ppm" ] &&
+            RUN_RESULT="pages=$(find "$BUILD/tmp" -name 'page-*.ppm' | wc -l) page1=$(cksum <"$BUILD/tmp/page-1.ppm" | cut -d' ' -f1)"
+        rm -f "$BUILD"/tmp/page-*.ppm ;;
+    ruby)
+        run_cmd "$label" "$alloc" "$round" "$lib" -- ruby "$BENCH/programs/rbbench.rb" "$scale" ;;
+    lua)
+        run_cmd "$label" "$alloc" "$round" "$lib" -- lua5.4 "$BENCH/programs/luabench.lua" "$scale" ;;
     redis)
         run_redis "$scale" "$alloc" "$round" "$lib" ;;
     *)
@@ -251,7 +286,9 @@ run_workload() {
     own=$(field time_s "$RUN_RESULT")
     [ -n "$own" ] && time=$own
     [ "$RUN_STATUS" = ok ] || time=""
-    record "$label" "$t" "$alloc" "$round" "$RUN_STATUS" "$time" "$RUN_RSS" "$RUN_WALL" "$RUN_RESULT"
+    [ "$RUN_STATUS" = ok ] || { RUN_CPU=""; RUN_FLT=""; }
+    record "$label" "$t" "$alloc" "$round" "$RUN_STATUS" "$time" "$RUN_RSS" "$RUN_WALL" "$RUN_CPU" \
+        "$RUN_FLT" "$RUN_RESULT"
 }
 
 # median_time LABEL ALLOC: the median time of the measured rounds so far
@@ -287,7 +324,7 @@ pin() {
 run_redis() {
     local n=$1 alloc=$2 round=$3 lib=$4
     local base=$BUILD/logs/redis.$alloc.$round port srv
-    RUN_STATUS=fail RUN_WALL="" RUN_RSS="" RUN_RESULT=""
+    RUN_STATUS=fail RUN_WALL="" RUN_RSS="" RUN_CPU="" RUN_FLT="" RUN_RESULT=""
     if ! command -v redis-server >/dev/null || ! command -v redis-benchmark >/dev/null; then
         echo "redis-server or redis-benchmark missing" >"$base.err"
         return
@@ -316,6 +353,7 @@ run_redis() {
     local st
     st=$(cat "$base.stat" 2>/dev/null)
     RUN_RSS=$(field maxrss_kib "$st")
+    stat_cpu "$st"
     local tests secs rps got
     tests=$(echo "$REDIS_TESTS" | tr ',' '\n' | wc -l)
     read -r got secs < <(awk -v n="$n" '/requests per second/ {
@@ -349,6 +387,8 @@ plan() {
         if [ "$QUICK" = 1 ]; then scale=$qs; else scale=$fs; fi
         if [ "$threaded" = yes ]; then
             for t in $THREADS; do echo "$name $t $scale"; done
+        elif [ "$threaded" = wide ]; then
+            for t in $WIDE_THREADS; do echo "$name $t $scale"; done
         else
             echo "$name 0 $scale"
         fi
@@ -361,8 +401,10 @@ prepare_inputs() {
         case "$name" in
         sqlite) [ -s "$BUILD/data/sqlite-$scale.sql" ] ||
             "$PYTHON" "$BENCH/programs/gen_sql.py" "$scale" >"$BUILD/data/sqlite-$scale.sql" ;;
-        gcc) [ -s "$BUILD/data/big-$scale.c" ] ||
+        gcc | clang) [ -s "$BUILD/data/big-$scale.c" ] ||
             "$PYTHON" "$BENCH/programs/gen_c.py" "$scale" >"$BUILD/data/big-$scale.c" ;;
+        ghostscript) [ -s "$BUILD/data/doc-$scale.ps" ] ||
+            "$PYTHON" "$BENCH/programs/gen_ps.py" "$scale" >"$BUILD/data/doc-$scale.ps" ;;
         esac
     done < <(plan)
 }
@@ -372,7 +414,10 @@ program_available() {
     pybench) [ -n "$PYTHON" ] ;;
     sqlite) command -v sqlite3 >/dev/null ;;
     redis) command -v redis-server >/dev/null && command -v redis-benchmark >/dev/null ;;
-    gcc) command -v gcc >/dev/null ;;
+    gcc | clang) command -v "$1" >/dev/null ;;
+    ghostscript) command -v gs >/dev/null ;;
+    ruby) command -v ruby >/dev/null ;;
+    lua) command -v lua5.4 >/dev/null ;;
     *) [ -x "$BUILD/bin/$1" ] ;;
     esac
 }
@@ -381,13 +426,13 @@ machine_info() {
     local f=$DOCS/machine.txt v
     {
         echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
-        echo "mode: $([ "$QUICK" = 1 ] && echo QUICK || echo full), $WARMUP warm-up + $ROUNDS measured rounds, threads: $THREADS"
+        echo "mode: $([ "$QUICK" = 1 ] && echo QUICK || echo full), $WARMUP warm-up + $ROUNDS measured rounds, threads: $THREADS (wide: $WIDE_THREADS)"
         echo "cpus: $(nproc) x $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)"
         echo "memory: $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)"
         echo "kernel: $(uname -sr)"
         echo "glibc: $(getconf GNU_LIBC_VERSION 2>/dev/null | sed 's/glibc //')"
         echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
-        for v in libmimalloc2.0 libjemalloc2 libtcmalloc-minimal4 redis-server sqlite3 gcc; do
+        for v in libmimalloc2.0 libjemalloc2 libtcmalloc-minimal4 redis-server sqlite3 gcc clang-14 ghostscript ruby3.1 lua5.4; do
             echo "$v: $(dpkg-query -W -f='${Version}' "$v" 2>/dev/null || echo '?')"
         done
         echo "python3: $("$PYTHON" -c 'import platform; print(platform.python_version())' 2>/dev/null)"
@@ -410,7 +455,7 @@ main() {
     prepare_inputs
     machine_info
     log "allocators: $ALLOCATORS; $([ "$QUICK" = 1 ] && echo QUICK || echo full) run, threads: $THREADS"
-    echo "workload,threads,allocator,round,status,time_s,maxrss_kib,wall_s,result" >"$CSV"
+    echo "workload,threads,allocator,round,status,time_s,maxrss_kib,wall_s,cpu_s,minflt,result" >"$CSV"
 
     local start=$SECONDS name t scale alloc round warm rounds line label
     while read -r name t scale <&3; do
@@ -428,7 +473,7 @@ main() {
             for alloc in $ALLOCATORS; do
                 if [ -n "${failed[$alloc]:-}" ]; then
                     record "$label" "$([ "$t" = 0 ] && echo 1 || echo "$t")" "$alloc" "$round" \
-                        "${failed[$alloc]}" "" "" "" "skipped after a failure"
+                        "${failed[$alloc]}" "" "" "" "" "" "skipped after a failure"
                     continue
                 fi
                 run_workload "$name" "$t" "$scale" "$alloc" "$round"

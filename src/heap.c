@@ -45,7 +45,7 @@ static uint8_t *meta_next, *meta_end;  /* bump area for heap structs */
 
 /* The first page of a queue is pinned (it stays when it empties) if its
  * span is small: the next malloc of its class would otherwise take a new
- * page at once. Spans of 1-2 MiB (blocks over 32 KiB) go back, as each may
+ * page at once. Longer spans (one big block each) go back, as each may
  * hold that much RSS. The pin is a bias in page->used (MA_USED_PIN), so
  * free() needs no test of its own. */
 static void pin(ma_page_t *page, bool on) {

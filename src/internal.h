@@ -9,7 +9,7 @@
  *  - a block is what malloc returns; a free block's first word is the link
  *    of its free list, XOR-encoded with a per-process secret;
  *  - a block of up to 256 KiB shares its page with others of its class; up
- *    to MA_MEDIUM_MAX (2 MiB) it has a page (a span) of its own;
+ *    to MA_MEDIUM_MAX (1 MiB) it has a page (a span) of its own;
  *  - a large block (> MA_MEDIUM_MAX, or a big alignment) is a mapping of its
  *    own, also starting on a 4 MiB boundary with a small header;
  *  - a byte map, one byte per 4 MiB of address space, says which 4 MiB
@@ -61,16 +61,16 @@
 #define MA_SEGMENT_MASK (MA_SEGMENT_SIZE - 1)
 #define MA_SEGMENT_SLICES (MA_SEGMENT_SIZE / MA_SLICE_SIZE) /* 64 */
 #define MA_SLICES_USABLE (~(uint64_t)1)       /* slice 0 holds the header */
-#define MA_SPAN_MAX_SLICES 32u
+#define MA_SPAN_MAX_SLICES 4u                 /* a page of several blocks: 256 KiB at most */
 #define MA_RETIRE_SLOTS 32u                   /* emptied pages a heap keeps a while */
 
 #define MA_SMALL_MAX 1024u                    /* sizes served through heap->direct */
 #define MA_DIRECT_COUNT (MA_SMALL_MAX / 16 + 1)
 #define MA_PAGED_MAX ((size_t)256 << 10)      /* classes 1..96: pages of 8 blocks or more */
-#define MA_MEDIUM_MAX ((size_t)2048 << 10)       /* classes 97..124: one block per span; larger
+#define MA_MEDIUM_MAX ((size_t)1 << 20)       /* classes 97..108: one block per span; larger
                                                * blocks are mapped alone */
 #define MA_PAGED_CLASSES 96u
-#define MA_CLASS_COUNT 125                    /* classes 1..124; 0 is unused */
+#define MA_CLASS_COUNT 109                    /* classes 1..108; 0 is unused */
 #define MA_CLASS_LINEAR 16                    /* classes 1..16: 16..256 by 16 */
 
 #define MA_ADDR_BITS 47                       /* x86_64 user space */

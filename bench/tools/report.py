@@ -37,7 +37,7 @@ class Cell:
     """The measured rounds of one workload under one allocator."""
 
     def __init__(self):
-        self.times, self.rss, self.results = [], [], []
+        self.times, self.rss, self.cpu, self.flt, self.results = [], [], [], [], []
         self.status = "ok"
 
     def add(self, row):
@@ -49,7 +49,14 @@ class Cell:
             self.times.append(float(row["time_s"]))
         if row["maxrss_kib"]:
             self.rss.append(float(row["maxrss_kib"]) / 1024.0)
+        if row.get("cpu_s"):
+            self.cpu.append(max(float(row["cpu_s"]), 0.001))
+        if row.get("minflt"):
+            self.flt.append(max(float(row["minflt"]), 1.0))
         self.results.append(parse_result(row["result"]))
+
+    def values(self, metric):
+        return {"time": self.times, "rss": self.rss, "cpu": self.cpu, "flt": self.flt}[metric]
 
     def ok(self):
         return self.status == "ok" and self.times
@@ -88,7 +95,7 @@ def ratios(row, allocators, metric):
     med = {}
     for a in allocators:
         c = row.get(a)
-        vals = (c.times if metric == "time" else c.rss) if c and c.ok() else []
+        vals = c.values(metric) if c and c.ok() else []
         med[a] = statistics.median(vals) if vals else None
     good = [v for v in med.values() if v]
     best = min(good) if good else None
@@ -100,12 +107,16 @@ def cell_text(c, metric, med, ratio, label):
         return "-"
     if not c.ok():
         return "FAIL (%s)" % c.status
-    vals = c.times if metric == "time" else c.rss
+    vals = c.values(metric)
+    if not vals:
+        return "-"
     if metric == "time" and label == "redis":
         rps = c.result_median("rps")
         main = "%sk req/s" % fmt_num(rps / 1000.0) if rps else fmt_num(med)
     else:
         main = "%s (%s–%s)" % (fmt_num(med), fmt_num(min(vals)), fmt_num(max(vals)))
+        if metric == "flt":
+            main = "%.0f (%.0f–%.0f)" % (med, min(vals), max(vals))
     r = "×%.2f" % ratio
     return "%s %s" % (main, "**%s**" % r if ratio < 1.005 else r)
 
@@ -123,7 +134,7 @@ def geomeans(cells, order, allocators, metric):
 
 
 def table(cells, order, allocators, metric):
-    unit = "s" if metric == "time" else "MiB"
+    unit = {"time": "s", "rss": "MiB", "cpu": "s", "flt": "faults"}[metric]
     lines = ["| workload | " + " | ".join(allocators) + " |",
              "|---|" + "---|" * len(allocators)]
     for label in order:
@@ -279,6 +290,17 @@ def main():
     md += lines + ["", note.replace("median MiB", "median peak RSS in MiB (ru_maxrss)") +
                    " For redis it is the server's peak RSS; for gcc the largest of the driver "
                    "and cc1."]
+    md += ["", "## CPU time (user + system)", "",
+           "Steadier than wall time on a shared machine; for threaded workloads it adds up the "
+           "threads (time spent waiting is not counted, time spent spinning is).", ""]
+    lines, note = table(cells, order, allocators, "cpu")
+    md += lines + ["", note.replace("median s", "median CPU seconds (ru_utime + ru_stime)") +
+                   " For redis it is the server's."]
+    md += ["", "## Minor page faults", "",
+           "Pages the kernel had to fault in (ru_minflt): the cost of memory purged and "
+           "touched again, or touched for the first time.", ""]
+    lines, note = table(cells, order, allocators, "flt")
+    md += lines + ["", note]
     md += ["", "## Memory given back"] + burst_table(cells, order, allocators)
     cg = os.path.join(args.out, "callgrind.md")
     if os.path.exists(cg):

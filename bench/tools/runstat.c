@@ -7,6 +7,7 @@
  * one line to FILE (default stderr):
  *
  *   status=ok|fail|signal|timeout code=N elapsed_s=S maxrss_kib=K user_s=U sys_s=Y
+ *       minflt=F majflt=M
  *
  * maxrss_kib is ru_maxrss of the child, which Linux takes as the largest of
  * the child and of the descendants it waited for (gcc's cc1, for instance).
@@ -142,8 +143,9 @@ int main(int argc, char **argv)
         perror("runstat: output file");
         return 2;
     }
-    fprintf(f, "status=%s code=%d elapsed_s=%.6f maxrss_kib=%ld user_s=%.3f sys_s=%.3f\n",
-            what, code, elapsed, ru.ru_maxrss, tv_s(ru.ru_utime), tv_s(ru.ru_stime));
+    fprintf(f, "status=%s code=%d elapsed_s=%.6f maxrss_kib=%ld user_s=%.3f sys_s=%.3f minflt=%ld majflt=%ld\n",
+            what, code, elapsed, ru.ru_maxrss, tv_s(ru.ru_utime), tv_s(ru.ru_stime), ru.ru_minflt,
+            ru.ru_majflt);
     if (f != stderr) fclose(f);
     return got_stop ? 128 + got_stop : code;
 }

@@ -32,9 +32,12 @@ static void test_sizeclasses(void) {
     CHECK_EQ_U(ma_sizeclass_size(MA_CLASS_COUNT - 1), MA_MEDIUM_MAX);
     for (unsigned c = 1; c < MA_CLASS_COUNT; c++) {
         size_t span = (size_t)ma_sizeclass_slices(c) << MA_SLICE_SHIFT;
-        if (c > MA_PAGED_CLASSES) CHECK_EQ_U(span, ma_sizeclass_size(c));  /* one block, the whole span */
-        else CHECK(span / ma_sizeclass_size(c) >= 8 || ma_sizeclass_slices(c) == MA_SPAN_MAX_SLICES);
-        CHECK(ma_sizeclass_slices(c) <= MA_SPAN_MAX_SLICES);
+        if (c > MA_PAGED_CLASSES) {
+            CHECK_EQ_U(span, ma_sizeclass_size(c));  /* one block, the whole span */
+        } else {
+            CHECK(span / ma_sizeclass_size(c) >= 8 || ma_sizeclass_slices(c) == MA_SPAN_MAX_SLICES);
+            CHECK(ma_sizeclass_slices(c) <= MA_SPAN_MAX_SLICES);
+        }
     }
 }
 
