@@ -5,7 +5,8 @@
  * No lock, no atomic, no size-class computation. Everything else - a
  * thread's first call, a page running dry, medium and large sizes,
  * alignment - goes through ma_alloc_slow and friends; in checked mode
- * they hand it to check.c (ma_check_malloc, ma_check_alloc). For
+ * they hand it to check.c (ma_check_malloc, ma_check_alloc), and when
+ * profiling to profile.c (malloc's fast path then always misses). For
  * MAPALLOC_SECURE alone the fast path serves too: heap->direct then maps
  * each size to a class with room for the block's canary (heap.c).
  */
@@ -55,10 +56,12 @@ static MA_COLD void *alloc_first(size_t size) {
 
 /* In checked mode (check.c) every malloc that misses the fast path goes
  * there: all of them but MAPALLOC_SECURE's, whose thread heap is in
- * ma_heap_tls (its blocks need a larger class than the size: the canary). */
+ * ma_heap_tls (its blocks need a larger class than the size: the canary).
+ * When profiling, every malloc comes here with the empty heap, and goes on
+ * to profile.c (ma_profiling is set once the allocator has started). */
 MA_NOINLINE void *ma_alloc_slow(ma_heap_t *heap, size_t size) {
     if (MA_UNLIKELY(ma_checked)) return ma_check_malloc(size);
-    if (MA_UNLIKELY(heap == &ma_heap_empty)) return alloc_first(size);
+    if (MA_UNLIKELY(heap == &ma_heap_empty)) return ma_profiling ? ma_profile_malloc(size) : alloc_first(size);
     if (size > MA_MEDIUM_MAX) return ma_large_alloc(size, MA_ALIGN_MIN, false, NULL);
     return ma_alloc_class(heap, ma_sizeclass_of(size));
 }
@@ -92,6 +95,7 @@ void *ma_alloc_aligned(size_t size, size_t align) {
     if (align <= MA_ALIGN_MIN) return ma_malloc(size);
     ma_process_init();
     if (MA_UNLIKELY(ma_checked)) return ma_check_alloc(NULL, size, align, false);
+    if (MA_UNLIKELY(ma_profiling)) return ma_profile_alloc(size, align, false);
     if (size > MA_MEDIUM_MAX) return ma_large_alloc(size, align, false, NULL);
     ma_heap_t *heap = ma_heap_tls;
     if (heap == &ma_heap_empty && (heap = ma_heap_thread_init()) == NULL) {
@@ -104,6 +108,7 @@ void *ma_alloc_aligned(size_t size, size_t align) {
 static void *calloc_large(size_t total) {
     ma_process_init();
     if (MA_UNLIKELY(ma_checked)) return ma_check_alloc(NULL, total, MA_ALIGN_MIN, true);
+    if (MA_UNLIKELY(ma_profiling)) return ma_profile_alloc(total, MA_ALIGN_MIN, true);
     return ma_large_alloc(total, MA_ALIGN_MIN, true, NULL);
 }
 
@@ -122,6 +127,7 @@ void *ma_calloc(size_t count, size_t size) {
 void *ma_realloc(void *p, size_t size) {
     if (p == NULL) return ma_malloc(size);
     if (MA_UNLIKELY(ma_checked)) return ma_check_realloc(p, size);
+    if (MA_UNLIKELY(ma_profiling)) return ma_profile_realloc(p, size);
     if (size == 0) {  /* glibc: free and return NULL */
         ma_free(p);
         return NULL;

@@ -107,8 +107,14 @@ void ma_free_slow(void *p) {
     void *region = ma_region_of(p);
     ma_large_t *large = large_owning(region, p);
     ma_heap_t *fixed;
-    if (large) ma_large_free(large, p);
-    else if ((fixed = ma_fixed_find(p)) != NULL) ma_fixed_free(fixed, p, "invalid free");
+    if (large) {
+        if (MA_UNLIKELY(large->profiled)) ma_profile_free_large(large, p);
+        else ma_large_free(large, p);
+    } else if ((fixed = ma_fixed_find(p)) != NULL) {
+        /* the heap profiler's sampled blocks live in fixed heaps */
+        if (MA_UNLIKELY(ma_profiling)) ma_profile_free_fixed(fixed, p);
+        else ma_fixed_free(fixed, p, "invalid free");
+    }
     else ma_diag_fatal_ptr("invalid free", p, region && ma_region_is_large(region) ? -1 : 0);
     errno = saved;
 }

@@ -25,9 +25,21 @@ static void thread_done(void *heap) {
     ma_heap_thread_done(heap);
 }
 
-static void fork_prepare(void) { ma_heap_fork_prepare(); }
-static void fork_parent(void) { ma_heap_fork_parent(); }
-static void fork_child(void) { ma_heap_fork_child(); }
+/* The profiler's lock is taken before every other (profile.c). */
+static void fork_prepare(void) {
+    ma_profile_fork_prepare();
+    ma_heap_fork_prepare();
+}
+
+static void fork_parent(void) {
+    ma_heap_fork_parent();
+    ma_profile_fork_parent();
+}
+
+static void fork_child(void) {
+    ma_heap_fork_child();
+    ma_profile_fork_child();
+}
 
 static MA_COLD void process_init_slow(void) {
     int expected = INIT_NONE;
@@ -60,4 +72,5 @@ __attribute__((destructor(101))) static void done_at_exit(void) {
     if (atomic_load(&init_state) != INIT_READY) return;
     if (ma_debug) ma_check_at_exit();
     if (ma_option(MA_OPT_SHOW_STATS)) ma_stats_at_exit();
+    if (ma_profiling) ma_profile_at_exit();
 }

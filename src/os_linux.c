@@ -1,6 +1,7 @@
 /* os_linux.c - the OS contract on Linux: the only file that calls mmap,
- * munmap, madvise, mremap, mprotect, getenv and getrandom, and that talks
- * to valgrind.
+ * munmap, madvise, mremap, mprotect, getenv and getrandom, that talks to
+ * valgrind, and that opens, reads and writes files (the heap profile,
+ * /proc/self/maps).
  *
  * ENOMEM from the kernel is an ordinary failure (NULL back to the caller);
  * any other error on unmap or purge means our bookkeeping is wrong, which is
@@ -218,4 +219,119 @@ void ma_os_write_err(const char *s, size_t n) {
         s += w;
         n -= (size_t)w;
     }
+}
+
+/* ---- Files and process facts (the heap profiler) ---------------------------- */
+
+int ma_os_open_write(const char *path) {
+    int fd;
+    do fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    while (fd < 0 && errno == EINTR);
+    return fd;
+}
+
+int ma_os_open_read(const char *path) {
+    int fd;
+    do fd = open(path, O_RDONLY | O_CLOEXEC);
+    while (fd < 0 && errno == EINTR);
+    return fd;
+}
+
+long ma_os_read(int fd, void *buf, size_t n) {
+    ssize_t r;
+    do r = read(fd, buf, n);
+    while (r < 0 && errno == EINTR);
+    return (long)r;
+}
+
+int ma_os_write_all(int fd, const void *buf, size_t n) {
+    const char *p = buf;
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) {
+            if (w == 0) errno = EIO;
+            return -1;
+        }
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* close(2) is not retried on EINTR: on Linux the descriptor is gone. */
+int ma_os_close(int fd) { return close(fd) == 0 || errno == EINTR ? 0 : -1; }
+
+long ma_os_getpid(void) { return (long)getpid(); }
+
+size_t ma_os_exe_path(char *buf, size_t n) {
+    int saved = errno;
+    ssize_t len = readlink("/proc/self/exe", buf, n - 1);
+    errno = saved;
+    if (len <= 0) return 0;
+    buf[len] = '\0';
+    return (size_t)len;
+}
+
+/* glibc's getcwd allocates only when given no buffer. */
+bool ma_os_getcwd(char *buf, size_t n) { return getcwd(buf, n) != NULL; }
+
+uint64_t ma_os_now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static uintptr_t parse_hex(const char **s, const char *end) {
+    uintptr_t v = 0;
+    for (; *s < end; (*s)++) {
+        char c = **s;
+        unsigned d = c >= '0' && c <= '9' ? (unsigned)(c - '0') : c >= 'a' && c <= 'f' ? (unsigned)(c - 'a' + 10) : 16;
+        if (d == 16) break;
+        v = v << 4 | d;
+    }
+    return v;
+}
+
+/* The mapping that holds sp, from /proc/self/maps, read in pieces into a
+ * buffer on the stack (pthread_getattr_np would allocate). A line is
+ * "start-end perms ...": only its first two fields are read. */
+bool ma_os_stack_bounds(uintptr_t sp, uintptr_t *lo, uintptr_t *hi) {
+    int saved = errno;
+    int fd = ma_os_open_read("/proc/self/maps");
+    bool found = false;
+    if (fd >= 0) {
+        char buf[2048];
+        size_t have = 0;
+        bool tail = false;   /* the buffer starts in the middle of a line */
+        for (;;) {
+            long n = ma_os_read(fd, buf + have, sizeof buf - have);
+            if (n <= 0) break;
+            have += (size_t)n;
+            char *line = buf, *end = buf + have, *nl;
+            while ((nl = memchr(line, '\n', (size_t)(end - line))) != NULL) {
+                const char *s = line;
+                uintptr_t start = parse_hex(&s, nl);
+                uintptr_t stop = s < nl && *s == '-' ? (s++, parse_hex(&s, nl)) : 0;
+                if (!tail && sp >= start && sp < stop) {
+                    *lo = start;
+                    *hi = stop;
+                    found = true;
+                    break;
+                }
+                tail = false;
+                line = nl + 1;
+            }
+            if (found) break;
+            have = (size_t)(end - line);
+            if (have == sizeof buf) {   /* a line longer than the buffer (a long path, not a stack): skipped */
+                have = 0;
+                tail = true;
+            }
+            memmove(buf, line, have);
+        }
+        close(fd);
+    }
+    errno = saved;
+    return found;
 }

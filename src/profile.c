@@ -1,0 +1,565 @@
+/* profile.c - the sampling heap profiler (MAPALLOC_PROFILE): which code
+ * holds the memory, estimated from a sample of the allocations.
+ *
+ * Sampling is by bytes, as in tcmalloc and jemalloc: each thread counts
+ * the bytes it allocates down from a distance drawn from an exponential
+ * distribution of mean MAPALLOC_PROFILE_RATE; the allocation that reaches
+ * zero is sampled, and a new distance drawn. So an allocation of s bytes is
+ * sampled with probability 1 - exp(-s/rate), whatever came before, and a
+ * sample stands for s / (1 - exp(-s/rate)) bytes: the estimates are
+ * unbiased.
+ *
+ * When profiling is on, ma_heap_tls stays the empty heap, so every malloc
+ * misses its fast path and reaches ma_profile_malloc (through alloc.c's
+ * slow path), which counts down and otherwise pops from the thread's heap
+ * as the fast path would. Free's fast path is untouched: a sampled block
+ * is allocated where no thread heap's page is - up to SMALL_SAMPLE bytes in
+ * a fixed heap (fixed.c) over regions this file maps, bigger ones as large
+ * blocks marked `profiled` - so its free leaves the fast path by itself
+ * and ends in ma_profile_free_fixed or ma_profile_free_large (free.c's slow
+ * path), which forget the sample. When profiling is off nothing here runs.
+ *
+ * Each sample keeps its call stack (stackwalk.c), its size, its weight and
+ * the time; samples with the same stack share a bucket, which keeps the
+ * estimated objects and bytes allocated since the start (the allocated
+ * profile) and still live (the live profile). Buckets are never freed.
+ * All of it lives in memory mapped from the OS layer, guarded by one lock,
+ * taken before any lock below (fork_prepare takes it first).
+ *
+ * Dumps (pprof.c writes them): at exit, from ma_profile_dump, and each
+ * time the estimated live heap has grown MAPALLOC_PROFILE_INTERVAL_MB since
+ * the last such dump (or since its lowest point after it), to FILE.<seq>.
+ */
+#include <errno.h>
+#include "internal.h"
+
+#define SMALL_SAMPLE MA_MEDIUM_MAX           /* bigger sampled blocks are large blocks */
+#define SMALL_ALIGN_MAX ((size_t)4 << 10)     /* ... and so are more aligned ones */
+#define REGION_SIZE ((size_t)64 << 20)        /* a fixed heap for small sampled blocks */
+#define REGIONS_MAX 1024u
+#define ARENA_CHUNK ((size_t)1 << 20)         /* buckets and sample records, carved */
+#define PATH_BYTES 4200u
+
+/* ---- Per thread ------------------------------------------------------------ */
+
+/* The count down to the next sample is heap->prof_left, where malloc's
+ * path reaches it at no extra cost; an adopted heap keeps its count, which
+ * is as good as a new one (the distance has no memory). */
+static __thread uint64_t rng_state;    /* xorshift64*, 0 until seeded */
+
+/* ---- Shared, under `lock` ---------------------------------------------------- */
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static bool ready;                     /* the tables below are mapped */
+static bool broken;                    /* they could not be: nothing is sampled */
+static ma_prof_bucket_t **buckets;     /* by stack hash */
+static size_t bucket_mask, bucket_count;
+static ma_prof_bucket_t *bucket_first, *bucket_last;  /* every bucket, oldest first (all_next) */
+static size_t frame_count;             /* sum of the buckets' depths */
+static ma_prof_sample_t **samples;     /* live samples, by address */
+static size_t sample_mask, sample_count;
+static ma_prof_sample_t *spare_samples;  /* records of freed samples, for reuse */
+static uint8_t *arena_next, *arena_end;
+static ma_heap_t *regions[REGIONS_MAX];  /* fixed heaps holding small sampled blocks, newest last */
+static unsigned region_count;
+static double live_bytes;              /* estimated live bytes of every sample */
+static double interval_mark;           /* live_bytes at the last interval dump, or lower since */
+static uint64_t dump_seq;              /* interval dumps so far */
+
+/* ---- Numbers ------------------------------------------------------------------ */
+
+/* ln(x) for x > 0 normal: x = m * 2^e, m in [sqrt(1/2), sqrt(2)), and
+ * ln(m) = 2 atanh((m-1)/(m+1)), a series in s^2 <= 0.03 (no libm). */
+static double ln(double x) {
+    uint64_t bits;
+    memcpy(&bits, &x, sizeof bits);
+    int e = (int)((bits >> 52) & 0x7ff) - 1023;
+    bits = (bits & (((uint64_t)1 << 52) - 1)) | ((uint64_t)1023 << 52);
+    double m;
+    memcpy(&m, &bits, sizeof m);
+    if (m > 1.4142135623730951) {
+        m *= 0.5;
+        e++;
+    }
+    double s = (m - 1) / (m + 1), s2 = s * s;
+    double series = 1 + s2 * (1.0 / 3 + s2 * (1.0 / 5 + s2 * (1.0 / 7 + s2 * (1.0 / 9 + s2 * (1.0 / 11 + s2 / 13)))));
+    return e * 0.6931471805599453 + 2 * s * series;
+}
+
+/* 1 - exp(-a) for a >= 0: a series for small a, else exp(-a) = 2^-n e^-r
+ * with |r| <= ln(2)/2. */
+static double one_minus_exp_neg(double a) {
+    if (a < 1e-4) return a * (1 - a / 2 * (1 - a / 3));
+    if (a > 700) return 1;
+    int n = (int)(a * 1.4426950408889634 + 0.5);
+    double r = a - n * 0.6931471805599453, term = 1, sum = 1;
+    for (int k = 1; k <= 14; k++) {
+        term *= -r / k;
+        sum += term;
+    }
+    uint64_t bits = (uint64_t)(1023 - n) << 52;  /* 2^-n, n <= 1010 */
+    double scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return 1 - sum * scale;
+}
+
+static uint64_t rng_next(void) {
+    if (rng_state == 0) rng_state = ma_os_random() | 1;
+    uint64_t x = rng_state;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    rng_state = x;
+    return x * 0x2545F4914F6CDD1Dull;
+}
+
+static uint64_t rate(void) { return (uint64_t)ma_option(MA_OPT_PROFILE_RATE); }
+
+/* Bytes to the next sample: exponential, of mean `rate`. */
+static uint64_t draw(void) {
+    double u = (double)(rng_next() >> 11) * 0x1.0p-53;  /* [0, 1) */
+    double d = -ln(1 - u) * (double)rate();
+    if (d < 1) return 1;
+    if (d > 0x1.0p62) return (uint64_t)1 << 62;
+    return (uint64_t)d + 1;
+}
+
+/* The bytes a sample of size bytes stands for. */
+static double weight_of(size_t size) { return (double)size / one_minus_exp_neg((double)size / (double)rate()); }
+
+/* ---- Tables (lock held) -------------------------------------------------------------- */
+
+static void *arena_take(size_t n) {
+    n = (n + 15) & ~(size_t)15;
+    if ((size_t)(arena_end - arena_next) < n) {
+        size_t chunk = n > ARENA_CHUNK ? n : ARENA_CHUNK;
+        uint8_t *p = ma_os_map(chunk);
+        if (!p) return NULL;
+        arena_next = p;
+        arena_end = p + chunk;
+    }
+    void *p = arena_next;
+    arena_next += n;
+    return p;
+}
+
+/* A zeroed table of 2^k pointers. */
+static void *table_new(size_t slots) { return ma_os_map(slots * sizeof(void *)); }
+
+static bool setup_locked(void) {
+    if (ready || broken) return ready;
+    bucket_mask = 4095;
+    sample_mask = 4095;
+    buckets = table_new(bucket_mask + 1);
+    samples = table_new(sample_mask + 1);
+    ready = buckets && samples;
+    broken = !ready;
+    return ready;
+}
+
+static uint64_t stack_hash(const uintptr_t *pcs, uint32_t depth) {
+    uint64_t h = 0xcbf29ce484222325ull ^ depth;
+    for (uint32_t i = 0; i < depth; i++) h = (h ^ pcs[i]) * 0x100000001b3ull;
+    return h ^ (h >> 29);
+}
+
+static size_t addr_slot(uintptr_t a, size_t mask) { return (size_t)((a * 0x9E3779B97F4A7C15ull) >> 24) & mask; }
+
+/* Doubles a chained table when it holds as many entries as slots. */
+static void grow_buckets(void) {
+    size_t mask = bucket_mask * 2 + 1;
+    ma_prof_bucket_t **t = table_new(mask + 1);
+    if (!t) return;  /* longer chains, still correct */
+    for (ma_prof_bucket_t *b = bucket_first; b; b = b->all_next) {
+        size_t i = b->hash & mask;
+        b->next = t[i];
+        t[i] = b;
+    }
+    ma_os_unmap(buckets, (bucket_mask + 1) * sizeof(void *));
+    buckets = t;
+    bucket_mask = mask;
+}
+
+static void grow_samples(void) {
+    size_t mask = sample_mask * 2 + 1;
+    ma_prof_sample_t **t = table_new(mask + 1);
+    if (!t) return;
+    for (size_t i = 0; i <= sample_mask; i++) {
+        ma_prof_sample_t *s = samples[i], *next;
+        for (; s; s = next) {
+            next = s->next;
+            size_t j = addr_slot(s->addr, mask);
+            s->next = t[j];
+            t[j] = s;
+        }
+    }
+    ma_os_unmap(samples, (sample_mask + 1) * sizeof(void *));
+    samples = t;
+    sample_mask = mask;
+}
+
+static ma_prof_bucket_t *bucket_of(const uintptr_t *pcs, uint32_t depth) {
+    uint64_t h = stack_hash(pcs, depth);
+    for (ma_prof_bucket_t *b = buckets[h & bucket_mask]; b; b = b->next)
+        if (b->hash == h && b->depth == depth && memcmp(b->pcs, pcs, depth * sizeof *pcs) == 0) return b;
+    ma_prof_bucket_t *b = arena_take(sizeof *b + depth * sizeof *pcs);
+    if (!b) return NULL;
+    memset(b, 0, sizeof *b);
+    b->hash = h;
+    b->depth = depth;
+    memcpy(b->pcs, pcs, depth * sizeof *pcs);
+    b->next = buckets[h & bucket_mask];
+    buckets[h & bucket_mask] = b;
+    if (bucket_last) bucket_last->all_next = b;
+    else bucket_first = b;
+    bucket_last = b;
+    frame_count += depth;
+    if (++bucket_count > bucket_mask) grow_buckets();
+    return b;
+}
+
+/* The live sample of block p, unlinked, or NULL. */
+static ma_prof_sample_t *sample_unlink(uintptr_t p) {
+    if (!ready) return NULL;
+    for (ma_prof_sample_t **link = &samples[addr_slot(p, sample_mask)]; *link; link = &(*link)->next) {
+        ma_prof_sample_t *s = *link;
+        if (s->addr != p) continue;
+        *link = s->next;
+        sample_count--;
+        return s;
+    }
+    return NULL;
+}
+
+/* ---- Sampled blocks --------------------------------------------------------------------- */
+
+/* A small sampled block from the profiler's fixed heaps (lock held); a
+ * new region when all are full. */
+static void *small_block_locked(size_t size, size_t align, bool zero) {
+    for (unsigned i = region_count; i-- > 0;) {
+        void *p = ma_fixed_alloc(regions[i], size, align, zero);
+        if (p) return p;
+    }
+    if (region_count == REGIONS_MAX) return NULL;
+    void *base = ma_os_map_aligned(REGION_SIZE, MA_SEGMENT_SIZE);  /* whole byte-map chunks */
+    if (!base) return NULL;
+    ma_heap_t *h = ma_fixed_new(base, REGION_SIZE);
+    if (!h) {
+        ma_os_unmap(base, REGION_SIZE);
+        return NULL;
+    }
+    regions[region_count++] = h;
+    return ma_fixed_alloc(h, size, align, zero);
+}
+
+static void dump_interval(uint64_t seq);
+
+/* The sampler's own functions and the allocation entry points above it,
+ * which the stack walk leaves out when mapalloc is linked into the program. */
+typedef void (*fn_t)(void);
+static void *take_sample(size_t size, size_t align, bool zero, ma_heap_t *heap);
+static void *sample_slow(size_t size, size_t align, bool zero);
+static const fn_t own_functions[] = {
+    (fn_t)take_sample, (fn_t)sample_slow, (fn_t)ma_profile_malloc, (fn_t)ma_profile_alloc,
+    (fn_t)ma_profile_realloc, (fn_t)ma_malloc, (fn_t)ma_alloc_slow, (fn_t)ma_calloc, (fn_t)ma_realloc,
+    (fn_t)ma_reallocarray, (fn_t)ma_alloc_aligned, (fn_t)ma_memalign, (fn_t)ma_aligned_alloc,
+    (fn_t)ma_posix_memalign, (fn_t)ma_valloc, (fn_t)ma_pvalloc,
+};
+#define OWN_COUNT (sizeof own_functions / sizeof own_functions[0])
+
+/* Records a sample of the block p (lock held). */
+static void record_locked(void *p, size_t size, const uintptr_t *pcs, uint32_t depth) {
+    ma_prof_bucket_t *b = bucket_of(pcs, depth);
+    ma_prof_sample_t *s = spare_samples;
+    if (s) spare_samples = s->next;
+    else s = arena_take(sizeof *s);
+    if (!b || !s) return;  /* out of memory: the block goes unrecorded */
+    double w = weight_of(size), n = w / (double)size;
+    *s = (ma_prof_sample_t){.addr = (uintptr_t)p, .bucket = b, .size = size, .weight = w,
+                            .time_ms = ma_os_now_ms()};
+    size_t i = addr_slot(s->addr, sample_mask);
+    s->next = samples[i];
+    samples[i] = s;
+    if (++sample_count > sample_mask) grow_samples();
+    b->alloc_count += n;
+    b->alloc_bytes += w;
+    b->live_count += n;
+    b->live_bytes += w;
+    live_bytes += w;
+}
+
+/* A block to sample: walk the stack, take the block from the profiler's
+ * memory, record it. If the profiler cannot (no memory for its tables or
+ * regions), the block comes from the thread's heap, unsampled. */
+static MA_NOINLINE void *take_sample(size_t size, size_t align, bool zero, ma_heap_t *heap) {
+    bool small = size <= SMALL_SAMPLE && align <= SMALL_ALIGN_MAX;
+    void *p = NULL;
+    if (!small && (p = ma_large_alloc(size, align, zero, NULL)) == NULL) return NULL;
+    uintptr_t skip[OWN_COUNT], pcs[MA_STACK_MAX];
+    for (size_t i = 0; i < OWN_COUNT; i++) skip[i] = (uintptr_t)own_functions[i];
+    uint64_t due = 0;
+    ma_lock(&lock);
+    if (setup_locked()) {
+        uint32_t depth = ma_stack_walk(pcs, MA_STACK_MAX, skip, OWN_COUNT);
+        if (small) p = small_block_locked(size, align, zero);
+        if (p) {
+            record_locked(p, size, pcs, depth);
+            if (!small) ((ma_large_t *)ma_region_of(p))->profiled = 1;
+            long interval = ma_option(MA_OPT_PROFILE_INTERVAL_MB);
+            if (interval > 0 && live_bytes >= interval_mark + (double)((uint64_t)interval << 20)) {
+                interval_mark = live_bytes;
+                due = ++dump_seq;
+            }
+        }
+    }
+    ma_unlock(&lock);
+    if (due) dump_interval(due);
+    return p ? p : ma_alloc_unchecked(heap, size, align, zero);
+}
+
+/* The first call of a thread, or the allocation that reaches the next
+ * sample point. */
+static MA_NOINLINE void *sample_slow(size_t size, size_t align, bool zero) {
+    ma_process_init();
+    ma_heap_t *heap = ma_heap_free_tls;
+    if (heap == &ma_heap_empty && (heap = ma_heap_thread_init()) == NULL) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    if (heap->prof_left == 0) heap->prof_left = draw();
+    if (size < heap->prof_left) {
+        heap->prof_left -= size;
+        return ma_alloc_unchecked(heap, size, align, zero);
+    }
+    heap->prof_left = draw();
+    return take_sample(size, align, zero, heap);
+}
+
+/* ---- Entry points (alloc.c, free.c) --------------------------------------------------------- */
+
+static _Noreturn MA_COLD void corrupted_link(ma_page_t *page, ma_block_t *b) {
+    ma_page_corrupted_link(page, b);
+    __builtin_unreachable();
+}
+
+/* malloc's slow path when profiling: the count, then the fast path's pop
+ * (ma_page_pop's, with a failure that does not return: nothing to keep
+ * across it, so no register to save). */
+void *ma_profile_malloc(size_t size) {
+    ma_heap_t *heap = ma_heap_free_tls;
+    uint64_t left = heap->prof_left;   /* the empty heap's stays 0 */
+    if (MA_LIKELY(size < left)) {
+        heap->prof_left = left - size;
+        if (size <= MA_SMALL_MAX) {
+            ma_page_t *page = heap->direct[(size + 15) >> 4];
+            ma_block_t *b = page->free;
+            if (MA_LIKELY(b != NULL)) {
+                if (MA_UNLIKELY(((uintptr_t)b ^ (uintptr_t)page) >= MA_SEGMENT_SIZE)) corrupted_link(page, b);
+                page->free = ma_block_decode(b->next);
+                page->allocs++;
+                b->next = 0;
+                return b;
+            }
+        }
+        return ma_alloc_slow(heap, size);
+    }
+    return sample_slow(size, MA_ALIGN_MIN, false);
+}
+
+/* Aligned and large zeroed allocations when profiling. */
+void *ma_profile_alloc(size_t size, size_t align, bool zero) {
+    ma_heap_t *heap = ma_heap_free_tls;
+    uint64_t left = heap->prof_left;
+    if (size < left) {
+        heap->prof_left = left - size;
+        return ma_alloc_unchecked(heap, size, align, zero);
+    }
+    return sample_slow(size, align, zero);
+}
+
+/* realloc when profiling: a sampled block always moves (its sample goes
+ * with the old block, a new one may come with the new); an unsampled one
+ * stays where ma_realloc would keep it, and a large one grows in place
+ * while the growth does not reach the next sample point. */
+void *ma_profile_realloc(void *p, size_t size) {
+    if (size == 0) {
+        ma_free(p);
+        return NULL;
+    }
+    size_t usable = ma_usable_of(p, "invalid realloc");
+    void *region = ma_region_of(p);
+    ma_large_t *large = region && ma_region_is_large(region) && ma_large_owns(region, p) ? region : NULL;
+    bool in_page = ma_segment_small_of(p) != NULL;
+    if (in_page && size <= usable && size >= usable / 2) return p;
+    ma_heap_t *heap = ma_heap_free_tls;
+    if (large && !large->profiled && size > MA_MEDIUM_MAX) {
+        uint64_t left = heap->prof_left;
+        size_t growth = size > usable ? size - usable : 0;
+        if (growth < left) {
+            void *q = ma_large_realloc(large, p, size);
+            if (q) {
+                heap->prof_left = left - growth;
+                return q;
+            }
+        }
+    }
+    void *q = ma_malloc(size);
+    if (!q) return NULL;
+    memcpy(q, p, size < usable ? size : usable);
+    ma_free(p);
+    return q;
+}
+
+static void forget(void *p) {
+    ma_lock(&lock);
+    ma_prof_sample_t *s = sample_unlink((uintptr_t)p);
+    if (s) {
+        ma_prof_bucket_t *b = s->bucket;
+        b->live_count -= s->weight / (double)s->size;
+        b->live_bytes -= s->weight;
+        live_bytes -= s->weight;
+        if (live_bytes < interval_mark) interval_mark = live_bytes;
+        s->next = spare_samples;
+        spare_samples = s;
+    }
+    ma_unlock(&lock);
+}
+
+/* A block of a fixed heap is freed while profiling: a sampled one is
+ * forgotten, then freed (a second free of it is then caught by fixed.c). */
+void ma_profile_free_fixed(ma_heap_t *fixed, void *p) {
+    forget(p);
+    ma_fixed_free(fixed, p, "invalid free");
+}
+
+void ma_profile_free_large(ma_large_t *large, void *p) {
+    forget(p);
+    ma_large_free(large, p);
+}
+
+/* ---- Dumps ------------------------------------------------------------------------------------ */
+
+static void each_live(ma_prof_sample_fn *fn, void *arg) {
+    for (size_t i = 0; ready && i <= sample_mask; i++)
+        for (ma_prof_sample_t *s = samples[i]; s; s = s->next) fn(s, arg);
+}
+
+/* template with %p replaced by the process id, and ".seq" appended when
+ * seq is not 0; false if it does not fit. */
+static bool expand(const char *template, uint64_t seq, char *out, size_t n) {
+    ma_buf_t b = {.len = 0};
+    size_t len = 0;
+    for (const char *s = template; *s; s++) {
+        b.len = 0;
+        if (s[0] == '%' && s[1] == 'p') {
+            ma_buf_u64(&b, (uint64_t)ma_os_getpid());
+            s++;
+        } else {
+            b.data[b.len++] = *s;
+        }
+        if (len + b.len >= n) return false;
+        memcpy(out + len, b.data, b.len);
+        len += b.len;
+    }
+    if (seq) {
+        b.len = 0;
+        ma_buf_str(&b, ".");
+        ma_buf_u64(&b, seq);
+        if (len + b.len >= n) return false;
+        memcpy(out + len, b.data, b.len);
+        len += b.len;
+    }
+    out[len] = '\0';
+    return true;
+}
+
+static bool ends_with(const char *s, const char *tail) {
+    size_t n = strlen(s), m = strlen(tail);
+    return n >= m && memcmp(s + n - m, tail, m) == 0;
+}
+
+static void warn_unwritten(const char *path, int err) {
+    ma_buf_t b = {.len = 0};
+    const char *name = ma_diag_errno_name(err);
+    ma_buf_str(&b, "mapalloc: warning: cannot write the heap profile ");
+    ma_buf_str(&b, path);
+    ma_buf_str(&b, ": ");
+    if (name) {
+        ma_buf_str(&b, name);
+    } else {
+        ma_buf_str(&b, "errno ");
+        ma_buf_u64(&b, (uint64_t)err);
+    }
+    ma_buf_str(&b, "\n");
+    ma_buf_flush(&b);
+}
+
+/* Writes the profile to template (expanded); 0, or -1 with errno. A file
+ * name ending in .heap gets the legacy text format. */
+static int dump_to(const char *template, uint64_t seq) {
+    char path[PATH_BYTES];
+    if (!expand(template, seq, path, sizeof path)) {
+        errno = ENAMETOOLONG;
+        warn_unwritten(template, errno);
+        return -1;
+    }
+    bool legacy = ends_with(template, ".heap");
+    ma_pprof_modules_t *mods = legacy ? NULL : ma_pprof_modules_collect();   /* before the lock */
+    int fd = ma_os_open_write(path);
+    if (fd < 0) {
+        int err = errno;
+        warn_unwritten(path, err);
+        ma_pprof_modules_free(mods);
+        errno = err;
+        return -1;
+    }
+    ma_lock(&lock);
+    ma_pprof_data_t d = {.buckets = bucket_first, .frame_count = frame_count, .each_sample = each_live,
+                         .rate = (long)rate(), .now_ms = ma_os_now_ms()};
+    int rc = ma_pprof_write(fd, legacy, &d, mods);
+    int err = errno;
+    ma_unlock(&lock);
+    if (ma_os_close(fd) != 0 && rc == 0) {
+        rc = -1;
+        err = errno;
+    }
+    ma_pprof_modules_free(mods);
+    if (rc != 0) warn_unwritten(path, err);
+    errno = err;
+    return rc;
+}
+
+static void dump_interval(uint64_t seq) {
+    int saved = errno;
+    dump_to(ma_option_profile_file(), seq);
+    errno = saved;
+}
+
+int ma_profile_dump(const char *path) {
+    ma_process_init();
+    if (!ma_profiling) {
+        errno = ENOTSUP;
+        return -1;
+    }
+    return dump_to(path ? path : ma_option_profile_file(), 0);
+}
+
+void ma_profile_at_exit(void) {
+    int saved = errno;
+    dump_to(ma_option_profile_file(), 0);
+    errno = saved;
+}
+
+/* ---- fork: the lock is held across it, and made anew in the child ------------------------------- */
+
+void ma_profile_fork_prepare(void) {
+    if (ma_profiling) ma_lock(&lock);
+}
+
+void ma_profile_fork_parent(void) {
+    if (ma_profiling) ma_unlock(&lock);
+}
+
+void ma_profile_fork_child(void) {
+    if (ma_profiling) pthread_mutex_init(&lock, NULL);
+}
