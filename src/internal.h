@@ -670,6 +670,7 @@ MA_HIDDEN void *ma_profile_realloc(void *p, size_t size);
 MA_HIDDEN void ma_profile_free_fixed(ma_heap_t *fixed, void *p);
 MA_HIDDEN void ma_profile_free_large(ma_large_t *large, void *p);
 MA_HIDDEN void ma_profile_at_exit(void);
+MA_HIDDEN void ma_profile_stats(ma_stats_t *st);   /* adds the sampled blocks of fixed heaps */
 MA_HIDDEN void ma_profile_fork_prepare(void);
 MA_HIDDEN void ma_profile_fork_parent(void);
 MA_HIDDEN void ma_profile_fork_child(void);

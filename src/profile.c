@@ -62,6 +62,7 @@ static ma_prof_sample_t *spare_samples;  /* records of freed samples, for reuse 
 static uint8_t *arena_next, *arena_end;
 static ma_heap_t *regions[REGIONS_MAX];  /* fixed heaps holding small sampled blocks, newest last */
 static unsigned region_count;
+static uint64_t small_allocs, small_alloc_bytes;  /* sampled blocks of the fixed heaps, cumulative */
 static double live_bytes;              /* estimated live bytes of every sample */
 static double interval_mark;           /* live_bytes at the last interval dump, or lower since */
 static uint64_t dump_seq;              /* interval dumps so far */
@@ -301,7 +302,10 @@ static MA_NOINLINE void *take_sample(size_t size, size_t align, bool zero, ma_he
     ma_lock(&lock);
     if (setup_locked()) {
         uint32_t depth = ma_stack_walk(pcs, MA_STACK_MAX, skip, OWN_COUNT);
-        if (small) p = small_block_locked(size, align, zero);
+        if (small && (p = small_block_locked(size, align, zero)) != NULL) {
+            small_allocs++;
+            small_alloc_bytes += ma_usable_of(p, "");
+        }
         if (p) {
             record_locked(p, size, pcs, depth);
             if (!small) ((ma_large_t *)ma_region_of(p))->profiled = 1;
@@ -435,6 +439,21 @@ void ma_profile_free_fixed(ma_heap_t *fixed, void *p) {
 void ma_profile_free_large(ma_large_t *large, void *p) {
     forget(p);
     ma_large_free(large, p);
+}
+
+/* The statistics (stats.c) count blocks of pages and large blocks: the
+ * small sampled blocks are added here, counted as the fixed heaps do. */
+void ma_profile_stats(ma_stats_t *st) {
+    ma_lock(&lock);
+    st->blocks_allocated += small_allocs;
+    st->bytes_allocated += small_alloc_bytes;
+    for (unsigned i = 0; i < region_count; i++) {
+        ma_heap_stats_t hs;
+        ma_fixed_stats(regions[i], &hs);
+        st->blocks_in_use += hs.blocks_in_use;
+        st->bytes_in_use += hs.bytes_in_use;
+    }
+    ma_unlock(&lock);
 }
 
 /* ---- Dumps ------------------------------------------------------------------------------------ */
