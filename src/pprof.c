@@ -6,8 +6,9 @@
  * string, mapping, location and sample is encoded on its own (a small
  * scratch buffer) and appended; string indices are handed out in the order
  * the strings are written. Memory comes from the OS layer and goes back
- * before returning. The gzip stream is made of stored (uncompressed)
- * deflate blocks: valid gzip that needs no compressor.
+ * before returning. The gzip stream is deflate with the fixed Huffman codes
+ * and greedy matches found through a hash chain: smaller than zlib's best,
+ * a fraction of the raw size (protobuf's varints and packed ids repeat).
  *
  * The process's mappings - the executable segments of the program and of
  * each shared object, with file offset, path and GNU build id - are read
@@ -142,8 +143,11 @@ static uint64_t mapping_of(const ma_pprof_modules_t *m, uintptr_t pc) {
 
 /* ---- Output: a file, gzip-wrapped or not ----------------------------------------- */
 
-#define BLOCK 65535u      /* a stored deflate block holds at most this much */
+#define BLOCK 65536u      /* bytes compressed as one deflate block */
 #define SCRATCH 4096u
+#define HASH_BITS 15u
+#define CHAIN 16u         /* candidates tried for a match */
+#define ZOUT (BLOCK + BLOCK / 4 + 64)  /* a fixed-Huffman block: at most 9 bits a byte */
 
 typedef struct out_s {
     int fd;
@@ -152,11 +156,18 @@ typedef struct out_s {
     uint32_t crc;
     uint32_t total;       /* bytes before compression, modulo 2^32 (gzip's ISIZE) */
     size_t len;
-    uint8_t buf[BLOCK];
+    uint8_t buf[BLOCK];   /* bytes not yet compressed (or written) */
     uint8_t scratch[SCRATCH];  /* one submessage being encoded */
     size_t slen;
     bool sover;           /* the submessage did not fit: it is dropped */
     uint32_t crc_table[256];
+    /* deflate: LZ77 matches within a block, fixed Huffman codes */
+    uint64_t bits;        /* pending output bits, the first in the low end */
+    unsigned nbits;
+    size_t zlen;
+    uint8_t zout[ZOUT];
+    int32_t head[1u << HASH_BITS];  /* last position of each 3-byte hash, or -1 */
+    int32_t prev[BLOCK];            /* the position before with the same hash, or -1 */
 } out_t;
 
 static void crc_init(out_t *o) {
@@ -172,14 +183,106 @@ static void raw_write(out_t *o, const void *p, size_t n) {
     if (o->err == 0 && ma_os_write_all(o->fd, p, n) != 0) o->err = errno ? errno : EIO;
 }
 
-/* Writes what buf holds: as a stored deflate block when gzip. */
-static void flush(out_t *o, bool final) {
-    if (o->gzip) {
-        uint8_t head[5] = {final ? 1 : 0, (uint8_t)o->len, (uint8_t)(o->len >> 8),
-                           (uint8_t)~o->len, (uint8_t)(~o->len >> 8)};
-        raw_write(o, head, sizeof head);
+/* ---- deflate (RFC 1951): fixed Huffman codes, greedy LZ77 matches ---- */
+
+/* n bits of v, least significant first (deflate's bit order). */
+static void bits_put(out_t *o, uint32_t v, unsigned n) {
+    o->bits |= (uint64_t)v << o->nbits;
+    o->nbits += n;
+    while (o->nbits >= 8) {
+        o->zout[o->zlen++] = (uint8_t)o->bits;
+        o->bits >>= 8;
+        o->nbits -= 8;
     }
-    raw_write(o, o->buf, o->len);
+}
+
+/* A Huffman code goes most significant bit first. */
+static void code_put(out_t *o, uint32_t code, unsigned n) {
+    uint32_t r = 0;
+    for (unsigned i = 0; i < n; i++) r |= ((code >> i) & 1) << (n - 1 - i);
+    bits_put(o, r, n);
+}
+
+/* A literal/length symbol in the fixed code (RFC 1951, 3.2.6). */
+static void symbol_put(out_t *o, unsigned sym) {
+    if (sym < 144) code_put(o, 0x30 + sym, 8);
+    else if (sym < 256) code_put(o, 0x190 + sym - 144, 9);
+    else if (sym < 280) code_put(o, sym - 256, 7);
+    else code_put(o, 0xc0 + sym - 280, 8);
+}
+
+static const uint16_t len_base[29] = {3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 15, 17, 19, 23, 27, 31,
+                                      35, 43, 51, 59, 67, 83, 99, 115, 131, 163, 195, 227, 258};
+static const uint8_t len_extra[29] = {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2,
+                                      3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 0};
+static const uint16_t dist_base[30] = {1, 2, 3, 4, 5, 7, 9, 13, 17, 25, 33, 49, 65, 97, 129,
+                                       193, 257, 385, 513, 769, 1025, 1537, 2049, 3073, 4097,
+                                       6145, 8193, 12289, 16385, 24577};
+static const uint8_t dist_extra[30] = {0, 0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6,
+                                       6, 7, 7, 8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13};
+
+static void match_put(out_t *o, unsigned len, unsigned dist) {
+    unsigned l = 28, d = 29;
+    while (len_base[l] > len) l--;
+    symbol_put(o, 257 + l);
+    bits_put(o, len - len_base[l], len_extra[l]);
+    while (dist_base[d] > dist) d--;
+    code_put(o, d, 5);
+    bits_put(o, dist - dist_base[d], dist_extra[d]);
+}
+
+static unsigned hash3(const uint8_t *p) {
+    return ((uint32_t)p[0] << 16 | (uint32_t)p[1] << 8 | p[2]) * 2654435761u >> (32 - HASH_BITS);
+}
+
+/* buf[0..len) as one block; matches stay inside it (32 KiB back at most). */
+static void deflate_block(out_t *o, bool final) {
+    const uint8_t *in = o->buf;
+    size_t n = o->len;
+    memset(o->head, 0xff, sizeof o->head);
+    bits_put(o, final ? 1 : 0, 1);
+    bits_put(o, 1, 2);   /* fixed Huffman codes */
+    for (size_t i = 0; i < n;) {
+        unsigned best = 0, dist = 0;
+        if (i + 3 <= n) {
+            unsigned h = hash3(in + i);
+            int32_t cand = o->head[h];
+            size_t max = n - i < 258 ? n - i : 258;
+            for (unsigned k = 0; k < CHAIN && cand >= 0 && i - (size_t)cand <= 32768; k++) {
+                unsigned m = 0;
+                while (m < max && in[(size_t)cand + m] == in[i + m]) m++;
+                if (m > best) {
+                    best = m;
+                    dist = (unsigned)(i - (size_t)cand);
+                    if (m == max) break;
+                }
+                cand = o->prev[cand];
+            }
+            o->prev[i] = o->head[h];
+            o->head[h] = (int32_t)i;
+        }
+        if (best >= 3) {
+            match_put(o, best, dist);
+            for (size_t j = i + 1; j < i + best && j + 3 <= n; j++) {   /* the matched positions, hashed */
+                unsigned h = hash3(in + j);
+                o->prev[j] = o->head[h];
+                o->head[h] = (int32_t)j;
+            }
+            i += best;
+        } else {
+            symbol_put(o, in[i++]);
+        }
+    }
+    symbol_put(o, 256);
+    if (final && o->nbits) bits_put(o, 0, 8 - o->nbits);   /* to a whole byte */
+    raw_write(o, o->zout, o->zlen);
+    o->zlen = 0;
+}
+
+/* Writes what buf holds: a deflate block when gzip. */
+static void flush(out_t *o, bool final) {
+    if (o->gzip) deflate_block(o, final);
+    else raw_write(o, o->buf, o->len);
     o->len = 0;
 }
 
