@@ -47,6 +47,11 @@ typedef struct regs_s {
     uint32_t known;                /* bit r: v[r] holds the register's value */
 } regs_t;
 
+/* Past a call only these can be known: the callee-saved registers and the
+ * return address. */
+static const uint8_t saved_regs[] = {R_RBX, R_RBP, R_R12, R_R12 + 1, R_R12 + 2, R_R15, R_RA};
+enum { SAVED = sizeof saved_regs };
+
 /* ---- Bounded reads ----------------------------------------------------------- */
 
 /* A cursor over [p, end): every read checks it stays inside, and a read
@@ -378,46 +383,6 @@ static bool row_at(uintptr_t pc, row_t *row, uintptr_t *fn_start) {
 }
 #endif
 
-/* ---- The cache of rows -------------------------------------------------------------- */
-
-#define CACHE_SLOTS 512u
-typedef struct cached_s {
-    uintptr_t pc;         /* 0: empty */
-    uintptr_t fn_start;
-    row_t row;
-} cached_t;
-static cached_t *cache;   /* mapped on first use; the caller's lock */
-static bool cache_failed;
-
-static bool cacheable(const row_t *row) {
-    if (row->cfa_expr) return false;
-    for (unsigned r = 0; r < NREG; r++)
-        if (row->r[r].kind == RULE_EXPR || row->r[r].kind == RULE_VAL_EXPR) return false;
-    return true;
-}
-
-/* The row at pc: in the cache, or worked out into *scratch (and cached).
- * The pointer stays valid until the next call. */
-static const row_t *find_row(uintptr_t pc, row_t *scratch, uintptr_t *fn_start) {
-    if (!cache && !cache_failed) {
-        cache = ma_os_map(CACHE_SLOTS * sizeof(cached_t));
-        cache_failed = cache == NULL;
-    }
-    cached_t *slot = cache ? &cache[(pc * 0x9E3779B97F4A7C15ull) >> 55 & (CACHE_SLOTS - 1)] : NULL;
-    if (slot && slot->pc == pc) {
-        *fn_start = slot->fn_start;
-        return &slot->row;
-    }
-    if (!row_at(pc, scratch, fn_start)) return NULL;
-    if (slot && cacheable(scratch)) {
-        slot->pc = pc;
-        slot->fn_start = *fn_start;
-        slot->row = *scratch;
-        return &slot->row;
-    }
-    return scratch;
-}
-
 /* ---- Expressions and the step to the caller ------------------------------------------------ */
 
 typedef struct bounds_s {
@@ -482,8 +447,38 @@ static NO_SANITIZE bool eval(const rule_t *e, const regs_t *regs, const bounds_t
     return true;
 }
 
+/* The caller's value of register r under its rule; false if unknown. */
+static inline NO_SANITIZE bool rule_value(const rule_t *rule, unsigned r, const regs_t *regs, const bounds_t *b,
+                                          uintptr_t cfa, uintptr_t *v) {
+    uintptr_t addr;
+    switch (rule->kind) {
+    case RULE_NONE:   /* callee-saved registers keep their value unless a rule says */
+        *v = regs->v[r];
+        return (r == R_RBX || r == R_RBP || (r >= R_R12 && r <= R_R15)) && (regs->known >> r & 1);
+    case RULE_SAME:
+        *v = regs->v[r];
+        return regs->known >> r & 1;
+    case RULE_OFFSET:
+        return stack_word(cfa + (uintptr_t)rule->off, b->lo, b->hi, v);
+    case RULE_VAL_OFFSET:
+        *v = cfa + (uintptr_t)rule->off;
+        return true;
+    case RULE_REG:
+        *v = regs->v[rule->reg];
+        return regs->known >> rule->reg & 1;
+    case RULE_EXPR:
+        return eval(rule, regs, b, true, cfa, &addr) && stack_word(addr, b->lo, b->hi, v);
+    case RULE_VAL_EXPR:
+        return eval(rule, regs, b, true, cfa, v);
+    default:  /* RULE_UNDEF */
+        return false;
+    }
+}
+
 /* The caller's registers from the callee's row; false at the end of the
- * stack or when a rule cannot be followed. */
+ * stack or when a rule cannot be followed. Past a call only the
+ * callee-saved registers and the return address can be known (seven: the
+ * common case, in place); a signal frame restores them all. */
 static NO_SANITIZE bool step(const row_t *row, regs_t *regs, const bounds_t *b) {
     uintptr_t cfa;
     if (row->cfa_expr) {
@@ -494,56 +489,100 @@ static NO_SANITIZE bool step(const row_t *row, regs_t *regs, const bounds_t *b) 
         cfa = regs->v[row->cfa_reg] + (uintptr_t)row->cfa_off;
     }
     if (cfa <= regs->v[R_RSP] || cfa > b->hi) return false;   /* the stack must unwind upwards */
-    regs_t next = {.known = 0};
-    /* Past a call, only the callee-saved registers and the return address
-     * can be known; a signal frame restores them all. */
-    static const uint8_t saved_regs[] = {R_RBX, R_RBP, R_R12, R_R12 + 1, R_R12 + 2, R_R15, R_RA};
-    static const uint8_t all_regs[NREG] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
-    const uint8_t *list = row->signal ? all_regs : saved_regs;
-    unsigned count = row->signal ? NREG : sizeof saved_regs;
-    for (unsigned i = 0; i < count; i++) {
-        unsigned r = list[i];
-        const rule_t *rule = &row->r[r];
-        uintptr_t v = 0, addr;
-        bool ok = false;
-        switch (rule->kind) {
-        case RULE_NONE:   /* callee-saved registers keep their value unless a rule says */
-            ok = (r == R_RBX || r == R_RBP || (r >= R_R12 && r <= R_R15)) && (regs->known >> r & 1);
-            v = regs->v[r];
-            break;
+    if (!row->signal) {
+        uintptr_t v[SAVED];
+        uint32_t known = 1u << R_RSP;
+        for (unsigned i = 0; i < SAVED; i++)
+            if (rule_value(&row->r[saved_regs[i]], saved_regs[i], regs, b, cfa, &v[i])) known |= 1u << saved_regs[i];
+        if (!(known >> R_RA & 1) || v[SAVED - 1] == 0) return false;   /* the outermost frame */
+        for (unsigned i = 0; i < SAVED; i++) regs->v[saved_regs[i]] = v[i];
+        regs->v[R_RSP] = cfa;
+        regs->known = known;
+        return true;
+    }
+    regs_t next = {.known = 1u << R_RSP};
+    for (unsigned r = 0; r < NREG; r++)
+        if (rule_value(&row->r[r], r, regs, b, cfa, &next.v[r])) next.known |= 1u << r;
+    if (!(next.known >> R_RA & 1) || next.v[R_RA] == 0) return false;
+    next.v[R_RSP] = cfa;
+    *regs = next;
+    return true;
+}
+
+/* ---- The cache of rows -------------------------------------------------------------------------
+ * Most rows (a frame stopped at a call) put the CFA at a register plus an
+ * offset, and each callee-saved register and the return address at an
+ * offset from it, or leave it unchanged: such a row is cached compact (56
+ * bytes, so that the cache touches few pages), by pc. The others - signal
+ * frames, expressions - are worked out each time. */
+
+#define CACHE_SLOTS 512u
+typedef struct crow_s {
+    uintptr_t pc;             /* 0: empty */
+    uintptr_t fn_start;       /* the function's first byte (its FDE's) */
+    int32_t cfa_off;
+    uint8_t cfa_reg;
+    uint8_t kind[SAVED];      /* the rules of saved_regs: SAME, OFFSET, VAL_OFFSET or UNDEF */
+    int32_t off[SAVED];
+} crow_t;
+static crow_t *cache;         /* mapped on first use; the caller's lock */
+static bool cache_failed;
+
+static bool fits32(int64_t v) { return v >= INT32_MIN && v <= INT32_MAX; }
+
+/* row as a compact one, if it is of that kind. */
+static bool compact(const row_t *row, uintptr_t pc, uintptr_t fn_start, crow_t *c) {
+    if (row->cfa_expr || row->signal || !fits32(row->cfa_off)) return false;
+    c->pc = pc;
+    c->fn_start = fn_start;
+    c->cfa_off = (int32_t)row->cfa_off;
+    c->cfa_reg = row->cfa_reg;
+    for (unsigned i = 0; i < SAVED; i++) {
+        const rule_t *r = &row->r[saved_regs[i]];
+        if (r->kind == RULE_REG || r->kind == RULE_EXPR || r->kind == RULE_VAL_EXPR || !fits32(r->off)) return false;
+        /* no rule: a callee-saved register keeps its value, the return address is lost */
+        c->kind[i] = r->kind != RULE_NONE ? r->kind : saved_regs[i] == R_RA ? RULE_UNDEF : RULE_SAME;
+        c->off[i] = (int32_t)r->off;
+    }
+    return true;
+}
+
+static crow_t *cache_slot(uintptr_t pc) {
+    if (!cache && !cache_failed) {
+        cache = ma_os_map(CACHE_SLOTS * sizeof(crow_t));
+        cache_failed = cache == NULL;
+    }
+    return cache ? &cache[(pc * 0x9E3779B97F4A7C15ull) >> 55 & (CACHE_SLOTS - 1)] : NULL;
+}
+
+static NO_SANITIZE bool step_compact(const crow_t *c, regs_t *regs, const bounds_t *b) {
+    if (!(regs->known >> c->cfa_reg & 1)) return false;
+    uintptr_t cfa = regs->v[c->cfa_reg] + (uintptr_t)(intptr_t)c->cfa_off, v[SAVED];
+    if (cfa <= regs->v[R_RSP] || cfa > b->hi) return false;
+    uint32_t known = 1u << R_RSP;
+    for (unsigned i = 0; i < SAVED; i++) {
+        unsigned r = saved_regs[i];
+        switch (c->kind[i]) {
         case RULE_SAME:
-            ok = regs->known >> r & 1;
-            v = regs->v[r];
+            v[i] = regs->v[r];
+            known |= regs->known & (1u << r);
             break;
         case RULE_OFFSET:
-            ok = stack_word(cfa + (uintptr_t)rule->off, b->lo, b->hi, &v);
+            if (stack_word(cfa + (uintptr_t)(intptr_t)c->off[i], b->lo, b->hi, &v[i])) known |= 1u << r;
             break;
         case RULE_VAL_OFFSET:
-            v = cfa + (uintptr_t)rule->off;
-            ok = true;
+            v[i] = cfa + (uintptr_t)(intptr_t)c->off[i];
+            known |= 1u << r;
             break;
-        case RULE_REG:
-            ok = regs->known >> rule->reg & 1;
-            v = regs->v[rule->reg];
+        default:
+            v[i] = 0;
             break;
-        case RULE_EXPR:
-            ok = eval(rule, regs, b, true, cfa, &addr) && stack_word(addr, b->lo, b->hi, &v);
-            break;
-        case RULE_VAL_EXPR:
-            ok = eval(rule, regs, b, true, cfa, &v);
-            break;
-        default:  /* RULE_UNDEF */
-            break;
-        }
-        if (ok) {
-            next.v[r] = v;
-            next.known |= 1u << r;
         }
     }
-    if (!(next.known >> R_RA & 1) || next.v[R_RA] == 0) return false;  /* the outermost frame */
-    next.v[R_RSP] = cfa;
-    next.known |= 1u << R_RSP;
-    *regs = next;
+    if (!(known >> R_RA & 1) || v[SAVED - 1] == 0) return false;
+    for (unsigned i = 0; i < SAVED; i++) regs->v[saved_regs[i]] = v[i];
+    regs->v[R_RSP] = cfa;
+    regs->known = known;
     return true;
 }
 
@@ -580,10 +619,16 @@ static void find_own_module(void) {
 #endif
 }
 
+/* skip is sorted: a binary search. */
 static bool is_own(uintptr_t pc, uintptr_t fn_start, const uintptr_t *skip, size_t nskip) {
     if (pc - own_lo < own_hi - own_lo) return true;
-    for (size_t i = 0; i < nskip; i++)
-        if (fn_start == skip[i]) return true;
+    size_t lo = 0, hi = nskip;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (skip[mid] == fn_start) return true;
+        if (skip[mid] < fn_start) lo = mid + 1;
+        else hi = mid;
+    }
     return false;
 }
 
@@ -604,16 +649,25 @@ uint32_t NO_SANITIZE MA_NOINLINE ma_stack_walk(uintptr_t *pcs, uint32_t max, con
     bool exact = true, leading = true;    /* the first pc is not a return address */
     for (unsigned frames = 0; frames < 2 * max + 16 && n < max; frames++) {
         uintptr_t pc = regs.v[R_RA], at = exact ? pc : pc - 1, fn_start = 0;
-        row_t scratch;
-        const row_t *row = find_row(at, &scratch, &fn_start);
+        crow_t *hit = cache_slot(at), c;
+        row_t row;
+        enum { CACHED, ROW, NONE } how = CACHED;
+        if (!hit || hit->pc != at) {
+            if (!row_at(at, &row, &fn_start)) how = NONE;
+            else if (!compact(&row, at, fn_start, &c)) how = ROW;
+            else if (hit) *hit = c;
+            else hit = &c;
+        }
+        if (how == CACHED) fn_start = hit->fn_start;
         if (leading && (fn_start == (uintptr_t)&ma_stack_walk || is_own(at, fn_start, skip, nskip))) {
             /* the walker and the allocator itself */
         } else {
             leading = false;
             pcs[n++] = at;
         }
-        if (row ? !step(row, &regs, &b) : !fp_step(&regs, &b)) break;
-        exact = row && row->signal;
+        bool ok = how == CACHED ? step_compact(hit, &regs, &b) : how == ROW ? step(&row, &regs, &b) : fp_step(&regs, &b);
+        if (!ok) break;
+        exact = how == ROW && row.signal;
     }
     return n;
 }
