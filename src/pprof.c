@@ -112,9 +112,18 @@ static int collect(struct dl_phdr_info *info, size_t size, void *arg) {
     return 0;
 }
 
+/* The buffers of a dump are kept for the next one: mapping them, faulting
+ * their pages in and unmapping them (a TLB shootdown) costs a program that
+ * writes one profile at exit more than writing it. Borrowed by exchange;
+ * two dumps at once map a second set, given back to the OS after. */
+static _Atomic(ma_pprof_modules_t *) spare_modules;
+
 ma_pprof_modules_t *ma_pprof_modules_collect(void) {
-    ma_pprof_modules_t *m = ma_os_map(sizeof *m);
-    if (!m) return NULL;
+    ma_pprof_modules_t *m = atomic_exchange_explicit(&spare_modules, NULL, memory_order_acquire);
+    if (!m && (m = ma_os_map(sizeof *m)) == NULL) return NULL;
+    m->count = 0;
+    m->names_len = 0;
+    m->first_seen = false;
     dl_iterate_phdr(collect, m);
     for (size_t i = 0; i < m->count; i++) {   /* insertion sort: few mappings */
         size_t j = i;
@@ -125,7 +134,10 @@ ma_pprof_modules_t *ma_pprof_modules_collect(void) {
 }
 
 void ma_pprof_modules_free(ma_pprof_modules_t *m) {
-    if (m) ma_os_unmap(m, sizeof *m);
+    ma_pprof_modules_t *none = NULL;
+    if (m && !atomic_compare_exchange_strong_explicit(&spare_modules, &none, m, memory_order_release,
+                                                      memory_order_relaxed))
+        ma_os_unmap(m, sizeof *m);
 }
 
 /* 1 + the index of the mapping holding pc, or 0. */
@@ -145,7 +157,7 @@ static uint64_t mapping_of(const ma_pprof_modules_t *m, uintptr_t pc) {
 
 #define BLOCK 65536u      /* bytes compressed as one deflate block */
 #define SCRATCH 4096u
-#define HASH_BITS 15u
+#define HASH_BITS 10u
 #define CHAIN 16u         /* candidates tried for a match */
 #define ZOUT (BLOCK + BLOCK / 4 + 64)  /* a fixed-Huffman block: at most 9 bits a byte */
 
@@ -168,7 +180,11 @@ typedef struct out_s {
     uint8_t zout[ZOUT];
     int32_t head[1u << HASH_BITS];  /* last position of each 3-byte hash, or -1 */
     int32_t prev[BLOCK];            /* the position before with the same hash, or -1 */
+    void *loc_mem;        /* the locations table's memory, kept with the buffer */
+    size_t loc_bytes;
 } out_t;
+
+static _Atomic(out_t *) spare_out;   /* as spare_modules */
 
 static void crc_init(out_t *o) {
     for (uint32_t i = 0; i < 256; i++) {
@@ -298,9 +314,18 @@ static void put(out_t *o, const void *p, size_t n) {
 
 static void put_str(out_t *o, const char *s) { put(o, s, strlen(s)); }
 
+/* A buffer, new or kept from an earlier dump, ready for fd. */
 static void out_open(out_t *o, int fd, bool gzip) {
     o->fd = fd;
     o->gzip = gzip;
+    o->err = 0;
+    o->total = 0;
+    o->len = 0;
+    o->slen = 0;
+    o->sover = false;
+    o->bits = 0;
+    o->nbits = 0;
+    o->zlen = 0;
     crc_init(o);
     if (gzip) {
         static const uint8_t header[10] = {0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3};  /* deflate, no mtime, Unix */
@@ -440,12 +465,19 @@ typedef struct loc_table_s {
     uint64_t next_id;
 } loc_table_t;
 
-static bool locs_init(loc_table_t *t, size_t frames) {
+static bool locs_init(out_t *o, loc_table_t *t, size_t frames) {
     size_t slots = 64;
     while (slots < 2 * frames + 2) slots *= 2;
     t->bytes = slots * (sizeof(uintptr_t) + sizeof(uint64_t));
-    t->pcs = ma_os_map(t->bytes);
-    if (!t->pcs) return false;
+    if (o->loc_bytes < t->bytes) {
+        if (o->loc_mem) ma_os_unmap(o->loc_mem, o->loc_bytes);
+        o->loc_bytes = 0;
+        if ((o->loc_mem = ma_os_map(t->bytes)) == NULL) return false;
+        o->loc_bytes = t->bytes;
+    } else {
+        memset(o->loc_mem, 0, t->bytes);
+    }
+    t->pcs = o->loc_mem;
     t->ids = (uint64_t *)(t->pcs + slots);
     t->mask = slots - 1;
     t->next_id = 1;
@@ -562,7 +594,7 @@ static void write_proto(out_t *o, const ma_pprof_data_t *d, const ma_pprof_modul
     }
 
     proto_t pr = {.o = o, .m = m, .now_ms = d->now_ms};
-    if (!locs_init(&pr.locs, d->frame_count)) {
+    if (!locs_init(o, &pr.locs, d->frame_count)) {
         o->err = ENOMEM;
         return;
     }
@@ -576,7 +608,6 @@ static void write_proto(out_t *o, const ma_pprof_data_t *d, const ma_pprof_modul
         s_emit(o, P_SAMPLE);
     }
     d->each_sample(live_sample, &pr);
-    ma_os_unmap(pr.locs.pcs, pr.locs.bytes);
 }
 
 /* ---- The legacy text format (google-pprof's "heap profile") ------------------------------------------ */
@@ -634,8 +665,8 @@ static void write_legacy(out_t *o, const ma_pprof_data_t *d) {
 }
 
 int ma_pprof_write(int fd, bool legacy, const ma_pprof_data_t *d, const ma_pprof_modules_t *m) {
-    out_t *o = ma_os_map(sizeof *o);
-    if (!o) {
+    out_t *o = atomic_exchange_explicit(&spare_out, NULL, memory_order_acquire);
+    if (!o && (o = ma_os_map(sizeof *o)) == NULL) {
         errno = ENOMEM;
         return -1;
     }
@@ -644,7 +675,11 @@ int ma_pprof_write(int fd, bool legacy, const ma_pprof_data_t *d, const ma_pprof
     else write_proto(o, d, m);
     int rc = out_close(o);
     int err = errno;
-    ma_os_unmap(o, sizeof *o);
+    out_t *none = NULL;
+    if (!atomic_compare_exchange_strong_explicit(&spare_out, &none, o, memory_order_release, memory_order_relaxed)) {
+        if (o->loc_mem) ma_os_unmap(o->loc_mem, o->loc_bytes);
+        ma_os_unmap(o, sizeof *o);
+    }
     errno = err;
     return rc;
 }
