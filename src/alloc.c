@@ -6,7 +6,7 @@
  * thread's first call, a page running dry, medium and large sizes,
  * alignment - goes through ma_alloc_slow and friends; in checked mode
  * they hand it to check.c (ma_check_malloc, ma_check_alloc), and when
- * profiling to profile.c (malloc's fast path then always misses). For
+ * profiling to profile.c. For
  * MAPALLOC_SECURE alone the fast path serves too: heap->direct then maps
  * each size to a class with room for the block's canary (heap.c).
  */
@@ -45,6 +45,7 @@ void *ma_alloc_class(ma_heap_t *heap, unsigned cls) {
 static MA_COLD void *alloc_first(size_t size) {
     ma_process_init();
     if (ma_checked) return ma_check_malloc(size);
+    if (ma_profiling) return ma_profile_malloc(&ma_heap_empty, size);
     if (size > MA_MEDIUM_MAX) return ma_large_alloc(size, MA_ALIGN_MIN, false, NULL);
     ma_heap_t *heap = ma_heap_thread_init();
     if (!heap) {
@@ -57,11 +58,11 @@ static MA_COLD void *alloc_first(size_t size) {
 /* In checked mode (check.c) every malloc that misses the fast path goes
  * there: all of them but MAPALLOC_SECURE's, whose thread heap is in
  * ma_heap_tls (its blocks need a larger class than the size: the canary).
- * When profiling, every malloc comes here with the empty heap, and goes on
- * to profile.c (ma_profiling is set once the allocator has started). */
+ * When profiling, the misses go to profile.c, which counts them (one test
+ * for both: ma_diverted). */
 MA_NOINLINE void *ma_alloc_slow(ma_heap_t *heap, size_t size) {
-    if (MA_UNLIKELY(ma_checked)) return ma_check_malloc(size);
-    if (MA_UNLIKELY(heap == &ma_heap_empty)) return ma_profiling ? ma_profile_malloc(size) : alloc_first(size);
+    if (MA_UNLIKELY(ma_diverted)) return ma_checked ? ma_check_malloc(size) : ma_profile_malloc(heap, size);
+    if (MA_UNLIKELY(heap == &ma_heap_empty)) return alloc_first(size);
     if (size > MA_MEDIUM_MAX) return ma_large_alloc(size, MA_ALIGN_MIN, false, NULL);
     return ma_alloc_class(heap, ma_sizeclass_of(size));
 }

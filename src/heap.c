@@ -15,8 +15,7 @@
  * Checked mode (check.c): a thread's heap goes in ma_heap_checked_tls,
  * never in ma_heap_free_tls, which free's fast path reads: it keeps
  * missing. It goes in ma_heap_tls, malloc's, only for MAPALLOC_SECURE
- * alone (internal.h, "Modes"). When profiling, not in ma_heap_tls either:
- * malloc's fast path must keep missing (profile.c counts every call).
+ * alone (internal.h, "Modes").
  *
  * Lock order: heaps lock, then segment lock.
  */
@@ -271,7 +270,7 @@ ma_heap_t *ma_heap_thread_init(void) {
     if (!heap) return NULL;
     if (ma_checked) ma_heap_checked_tls = heap;  /* free's fast path must keep missing */
     else ma_heap_free_tls = heap;
-    if ((!ma_checked || ma_secure_only) && !ma_profiling) ma_heap_tls = heap;
+    if (!ma_checked || ma_secure_only) ma_heap_tls = heap;
     /* May allocate (glibc's second-level key array): the heap is set up. */
     pthread_setspecific(ma_thread_key, heap);
     return heap;
@@ -298,7 +297,7 @@ void ma_heap_thread_done(void *arg) {
 }
 
 ma_heap_t *ma_heap_current(void) {
-    ma_heap_t *heap = ma_checked ? ma_heap_checked_tls : ma_heap_free_tls;  /* also when profiling */
+    ma_heap_t *heap = ma_checked ? ma_heap_checked_tls : ma_heap_tls;
     return heap == &ma_heap_empty ? NULL : heap;
 }
 

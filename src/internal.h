@@ -192,10 +192,10 @@ struct ma_heap_s {
     void *fixed;                         /* fixed.c's state (ma_heap_new_in) */
     /* Owner (or the one thread using a user heap): checked mode only. */
     ma_check_heap_t check;
-    /* Owner: heap profiling only (profile.c). Last, so that no other field
-     * moves, and far from remote_full, which other threads write: malloc
-     * writes it on every call. */
-    uint64_t prof_left;                  /* bytes to allocate before the next sample; 0 until drawn */
+    /* Owner: heap profiling only (profile.c); last, so that no other field
+     * moves. 0 until drawn. */
+    uint64_t prof_left;                  /* bytes of large blocks to allocate before the next sample */
+    uint64_t prof_skip[MA_CLASS_COUNT];  /* 1 + blocks of the class to hand out before the next sample */
 };
 
 typedef enum {
@@ -228,11 +228,11 @@ extern bool ma_secure_only MA_HIDDEN; /* and neither DEBUG nor valgrind: check.c
 extern bool ma_debug MA_HIDDEN;     /* MAPALLOC_DEBUG=1 */
 extern bool ma_valgrind MA_HIDDEN;  /* running under valgrind (MA_HAVE_VALGRIND only) */
 /* Heap profiling (MAPALLOC_PROFILE, profile.c), never with checked mode:
- * ma_heap_tls stays &ma_heap_empty, so that every malloc misses its fast
- * path and reaches ma_profile_malloc, which counts bytes down to the next
- * sample; the thread's heap is in ma_heap_free_tls, and free's fast path
- * serves as always. Sampled blocks live in the profiler's own memory. */
+ * the heaps are as in the default mode, but malloc's slow path goes to
+ * profile.c, which gives a page's fast path no more blocks than are left
+ * before the next sample. Sampled blocks live in the profiler's memory. */
 extern bool ma_profiling MA_HIDDEN;
+extern bool ma_diverted MA_HIDDEN;  /* ma_checked || ma_profiling: malloc's slow path is not alloc.c's */
 
 static inline uintptr_t ma_block_encode(const void *p) { return (uintptr_t)p ^ ma_key; }
 static inline ma_block_t *ma_block_decode(uintptr_t v) { return (ma_block_t *)(v ^ ma_key); }
@@ -623,7 +623,7 @@ MA_HIDDEN void ma_stats_at_exit(void);
 /* Fills pcs with up to max call sites (a return address less one; the
  * exact pc of a frame a signal interrupted), innermost first, leaving out
  * the walker, the frames of this library when it is a shared object, and
- * leading frames of the functions starting at skip[0..nskip). Never
+ * leading frames of the functions starting at skip[0..nskip) (sorted). Never
  * allocates or faults. The caller serialises calls (profile.c's lock). */
 MA_HIDDEN uint32_t ma_stack_walk(uintptr_t *pcs, uint32_t max, const uintptr_t *skip, size_t nskip);
 
@@ -642,8 +642,11 @@ typedef struct ma_prof_sample_s {
     struct ma_prof_sample_s *next;      /* hash chain by address (profile.c, its lock) */
     uintptr_t addr;                     /* the sampled block */
     ma_prof_bucket_t *bucket;           /* its stack */
-    size_t size;                        /* bytes asked for */
-    double weight;                      /* bytes it stands for: size / (1 - exp(-size/rate)) */
+    size_t size;                        /* bytes asked for (realloc: the new size) */
+    uint64_t total;                     /* bytes counted for it: it was sampled with
+                                           probability 1 - exp(-total/rate) (its block
+                                           size, or its size and later growth) */
+    double weight;                      /* bytes it stands for: size / (1 - exp(-total/rate)) */
     uint64_t time_ms;                   /* when it was allocated (ma_os_now_ms) */
 } ma_prof_sample_t;
 
@@ -664,7 +667,7 @@ MA_HIDDEN int ma_pprof_write(int fd, bool legacy, const ma_pprof_data_t *d, cons
 
 /* ---- profile.c: the heap profiler (MAPALLOC_PROFILE) ---------------------
  * Above alloc.c and free.c, whose slow paths call here when ma_profiling. */
-MA_HIDDEN void *ma_profile_malloc(size_t size);
+MA_HIDDEN void *ma_profile_malloc(ma_heap_t *heap, size_t size);
 MA_HIDDEN void *ma_profile_alloc(size_t size, size_t align, bool zero);
 MA_HIDDEN void *ma_profile_realloc(void *p, size_t size);
 MA_HIDDEN void ma_profile_free_fixed(ma_heap_t *fixed, void *p);

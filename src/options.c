@@ -28,7 +28,7 @@ static const option_desc_t option_table[MA_OPT_COUNT] = {
     [MA_OPT_PROFILE_INTERVAL_MB] = {"MAPALLOC_PROFILE_INTERVAL_MB", 0, 0, 1 << 20},
 };
 
-bool ma_checked, ma_secure, ma_secure_only, ma_debug, ma_valgrind, ma_profiling;
+bool ma_checked, ma_secure, ma_secure_only, ma_debug, ma_valgrind, ma_profiling, ma_diverted;
 
 #define PROFILE_PATH_MAX 4096u
 static char profile_file[PROFILE_PATH_MAX];  /* MAPALLOC_PROFILE, made absolute */
@@ -111,6 +111,7 @@ void ma_options_init(void) {
     ma_checked = ma_secure || ma_debug || ma_valgrind;
     ma_secure_only = ma_secure && !ma_debug && !ma_valgrind;
     profile_init();
+    ma_diverted = ma_checked || ma_profiling;
     if (option_value[MA_OPT_SHOW_STATS] || ma_debug) ma_os_keep_stderr();
 }
 

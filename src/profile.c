@@ -125,8 +125,21 @@ static uint64_t draw(void) {
     return (uint64_t)d + 1;
 }
 
-/* The bytes a sample of size bytes stands for. */
-static double weight_of(size_t size) { return (double)size / one_minus_exp_neg((double)size / (double)rate()); }
+
+/* The sampler's own functions and the allocation entry points above it,
+ * which the stack walk leaves out when mapalloc is linked into the program. */
+typedef void (*fn_t)(void);
+static void *take_sample(size_t size, size_t align, bool zero, ma_heap_t *heap, size_t block);
+static void *refill(ma_heap_t *heap, unsigned cls, size_t size, size_t align);
+static void sample_in_place(void *p, size_t size, size_t growth);
+static const fn_t own_functions[] = {
+    (fn_t)take_sample, (fn_t)refill, (fn_t)sample_in_place, (fn_t)ma_profile_malloc, (fn_t)ma_profile_alloc,
+    (fn_t)ma_profile_realloc, (fn_t)ma_malloc, (fn_t)ma_alloc_slow, (fn_t)ma_calloc, (fn_t)ma_realloc,
+    (fn_t)ma_reallocarray, (fn_t)ma_alloc_aligned, (fn_t)ma_memalign, (fn_t)ma_aligned_alloc,
+    (fn_t)ma_posix_memalign, (fn_t)ma_valloc, (fn_t)ma_pvalloc,
+};
+#define OWN_COUNT (sizeof own_functions / sizeof own_functions[0])
+static uintptr_t own_sorted[OWN_COUNT];   /* their addresses, sorted (setup_locked) */
 
 /* ---- Tables (lock held) -------------------------------------------------------------- */
 
@@ -149,8 +162,14 @@ static void *table_new(size_t slots) { return ma_os_map(slots * sizeof(void *));
 
 static bool setup_locked(void) {
     if (ready || broken) return ready;
-    bucket_mask = 4095;
-    sample_mask = 4095;
+    for (size_t i = 0; i < OWN_COUNT; i++) {   /* insertion sort */
+        uintptr_t a = (uintptr_t)own_functions[i];
+        size_t j = i;
+        for (; j > 0 && own_sorted[j - 1] > a; j--) own_sorted[j] = own_sorted[j - 1];
+        own_sorted[j] = a;
+    }
+    bucket_mask = 511;   /* 4 KiB each to start with: they grow */
+    sample_mask = 511;
     buckets = table_new(bucket_mask + 1);
     samples = table_new(sample_mask + 1);
     ready = buckets && samples;
@@ -255,65 +274,78 @@ static void *small_block_locked(size_t size, size_t align, bool zero) {
 
 static void dump_interval(uint64_t seq);
 
-/* The sampler's own functions and the allocation entry points above it,
- * which the stack walk leaves out when mapalloc is linked into the program. */
-typedef void (*fn_t)(void);
-static void *take_sample(size_t size, size_t align, bool zero, ma_heap_t *heap);
-static void *sample_slow(size_t size, size_t align, bool zero);
-static const fn_t own_functions[] = {
-    (fn_t)take_sample, (fn_t)sample_slow, (fn_t)ma_profile_malloc, (fn_t)ma_profile_alloc,
-    (fn_t)ma_profile_realloc, (fn_t)ma_malloc, (fn_t)ma_alloc_slow, (fn_t)ma_calloc, (fn_t)ma_realloc,
-    (fn_t)ma_reallocarray, (fn_t)ma_alloc_aligned, (fn_t)ma_memalign, (fn_t)ma_aligned_alloc,
-    (fn_t)ma_posix_memalign, (fn_t)ma_valloc, (fn_t)ma_pvalloc,
-};
-#define OWN_COUNT (sizeof own_functions / sizeof own_functions[0])
 
-/* Records a sample of the block p (lock held). */
-static void record_locked(void *p, size_t size, const uintptr_t *pcs, uint32_t depth) {
-    ma_prof_bucket_t *b = bucket_of(pcs, depth);
-    ma_prof_sample_t *s = spare_samples;
-    if (s) spare_samples = s->next;
-    else s = arena_take(sizeof *s);
-    if (!b || !s) return;  /* out of memory: the block goes unrecorded */
-    double w = weight_of(size), n = w / (double)size;
-    *s = (ma_prof_sample_t){.addr = (uintptr_t)p, .bucket = b, .size = size, .weight = w,
-                            .time_ms = ma_os_now_ms()};
+/* The blocks a sample stands for, when total bytes were counted for it. */
+static double inverse_probability(uint64_t total) { return 1 / one_minus_exp_neg((double)total / (double)rate()); }
+
+static void sample_link(ma_prof_sample_t *s) {
     size_t i = addr_slot(s->addr, sample_mask);
     s->next = samples[i];
     samples[i] = s;
     if (++sample_count > sample_mask) grow_samples();
-    b->alloc_count += n;
-    b->alloc_bytes += w;
+}
+
+/* An interval dump due now: its number, or 0 (lock held). */
+static uint64_t interval_due(void);
+
+/* Records a sample of the block p, of size bytes, sampled when total bytes
+ * had been counted for it: it stands for 1 / (1 - exp(-total/rate))
+ * blocks. The bucket's allocated figures grow by the sample's, or by
+ * alloc_bytes when that is not negative (lock held). Returns the number
+ * of the interval dump that is due, or 0. */
+static uint64_t record_locked(void *p, size_t size, uint64_t total, const uintptr_t *pcs, uint32_t depth,
+                              double alloc_bytes) {
+    ma_prof_bucket_t *b = bucket_of(pcs, depth);
+    if (!b) return 0;  /* out of memory: the block goes unrecorded */
+    ma_prof_sample_t *s = spare_samples;
+    if (s) spare_samples = s->next;
+    else if ((s = arena_take(sizeof *s)) == NULL) return 0;
+    double n = inverse_probability(total), w = (double)size * n;
+    *s = (ma_prof_sample_t){.addr = (uintptr_t)p, .bucket = b, .size = size, .total = total, .weight = w,
+                            .time_ms = ma_os_now_ms()};
+    sample_link(s);
+    if (alloc_bytes < 0) {
+        b->alloc_count += n;
+        b->alloc_bytes += w;
+    } else {
+        b->alloc_bytes += alloc_bytes;
+    }
     b->live_count += n;
     b->live_bytes += w;
     live_bytes += w;
+    return interval_due();
 }
 
-/* A block to sample: walk the stack, take the block from the profiler's
- * memory, record it. If the profiler cannot (no memory for its tables or
- * regions), the block comes from the thread's heap, unsampled. */
-static MA_NOINLINE void *take_sample(size_t size, size_t align, bool zero, ma_heap_t *heap) {
-    bool small = size <= SMALL_SAMPLE && align <= SMALL_ALIGN_MAX;
+static uint64_t interval_due(void) {
+    long interval = ma_option(MA_OPT_PROFILE_INTERVAL_MB);
+    if (interval > 0 && live_bytes >= interval_mark + (double)((uint64_t)interval << 20)) {
+        interval_mark = live_bytes;
+        return ++dump_seq;
+    }
+    return 0;
+}
+
+/* A block to sample (sampled with probability 1 - exp(-block/rate)):
+ * walk the stack, take the block from the profiler's memory, record it.
+ * If the profiler cannot (no memory for its tables or regions), the block
+ * comes from the thread's heap, unsampled. */
+static MA_NOINLINE void *take_sample(size_t size, size_t align, bool zero, ma_heap_t *heap, size_t block) {
+    bool small = block <= SMALL_SAMPLE && align <= SMALL_ALIGN_MAX;
     void *p = NULL;
     if (!small && (p = ma_large_alloc(size, align, zero, NULL)) == NULL) return NULL;
-    uintptr_t skip[OWN_COUNT], pcs[MA_STACK_MAX];
-    for (size_t i = 0; i < OWN_COUNT; i++) skip[i] = (uintptr_t)own_functions[i];
+    uintptr_t pcs[MA_STACK_MAX];
     uint64_t due = 0;
     ma_lock(&lock);
     if (setup_locked()) {
-        uint32_t depth = ma_stack_walk(pcs, MA_STACK_MAX, skip, OWN_COUNT);
-        if (small && (p = small_block_locked(size, align, zero)) != NULL) {
+        uint32_t depth = ma_stack_walk(pcs, MA_STACK_MAX, own_sorted, OWN_COUNT);
+        /* as big as the block of its class would be: the same room to grow in place */
+        if (small && (p = small_block_locked(block, align, zero)) != NULL) {
             small_allocs++;
-            small_alloc_bytes += ma_usable_of(p, "");
+            small_alloc_bytes += block;
         }
         if (p) {
-            record_locked(p, size, pcs, depth);
+            due = record_locked(p, size, block, pcs, depth, -1);
             if (!small) ((ma_large_t *)ma_region_of(p))->profiled = 1;
-            long interval = ma_option(MA_OPT_PROFILE_INTERVAL_MB);
-            if (interval > 0 && live_bytes >= interval_mark + (double)((uint64_t)interval << 20)) {
-                interval_mark = live_bytes;
-                due = ++dump_seq;
-            }
         }
     }
     ma_unlock(&lock);
@@ -321,70 +353,183 @@ static MA_NOINLINE void *take_sample(size_t size, size_t align, bool zero, ma_he
     return p ? p : ma_alloc_unchecked(heap, size, align, zero);
 }
 
-/* The first call of a thread, or the allocation that reaches the next
- * sample point. */
-static MA_NOINLINE void *sample_slow(size_t size, size_t align, bool zero) {
-    ma_process_init();
-    ma_heap_t *heap = ma_heap_free_tls;
-    if (heap == &ma_heap_empty && (heap = ma_heap_thread_init()) == NULL) {
+/* A large block that realloc grew in place by growth bytes, and a sample
+ * point fell in them: sampled now, here. Counted for it: its size (its
+ * earlier sizes went unsampled; that is exact for a block that only ever
+ * grew). The allocated bytes: the growth's estimate. */
+static MA_NOINLINE void sample_in_place(void *p, size_t size, size_t growth) {
+    uintptr_t pcs[MA_STACK_MAX];
+    uint64_t due = 0;
+    ma_lock(&lock);
+    if (setup_locked()) {
+        uint32_t depth = ma_stack_walk(pcs, MA_STACK_MAX, own_sorted, OWN_COUNT);
+        due = record_locked(p, size, size, pcs, depth, (double)growth * inverse_probability(growth));
+        ((ma_large_t *)ma_region_of(p))->profiled = 1;
+    }
+    ma_unlock(&lock);
+    if (due) dump_interval(due);
+}
+
+/* A sampled large block that realloc resized in place (from p to q): its
+ * sample follows it. It stands for a block of its new size, counted for
+ * all the bytes it ever grew by; a growth with a sample point in it adds
+ * its estimate to the allocated bytes. */
+static void resample_in_place(void *p, void *q, size_t size, size_t growth, bool hit) {
+    uint64_t due = 0;
+    ma_lock(&lock);
+    ma_prof_sample_t *s = sample_unlink((uintptr_t)p);
+    if (s) {
+        ma_prof_bucket_t *b = s->bucket;
+        double n0 = s->weight / (double)s->size, w0 = s->weight;
+        s->addr = (uintptr_t)q;
+        s->size = size;
+        s->total += growth;
+        double n = inverse_probability(s->total);
+        s->weight = (double)size * n;
+        b->live_count += n - n0;
+        b->live_bytes += s->weight - w0;
+        live_bytes += s->weight - w0;
+        if (hit) b->alloc_bytes += (double)growth * inverse_probability(growth);
+        if (live_bytes < interval_mark) interval_mark = live_bytes;
+        sample_link(s);
+        due = interval_due();
+    }
+    ma_unlock(&lock);
+    if (due) dump_interval(due);
+}
+
+static void forget(void *p);
+
+/* ---- Counting ------------------------------------------------------------------------------
+ * Blocks of a size class are counted in blocks, at the moment the fast
+ * path is given them: the slow path that refills the page of class c
+ * (ma_profile_malloc, from alloc.c's slow path) hands it at most
+ * heap->prof_skip[c] - 1 blocks, the number left before the next sampled
+ * one, and cuts the page's free list after them (the rest waits on the
+ * page's local_free list, where its owner's frees go). So the fast path
+ * itself runs unchanged and misses exactly at the sample point; the
+ * refill that follows samples. The skips are floor(D / B) for an
+ * exponential D of mean `rate` and the class's block size B: each block is
+ * sampled with probability 1 - exp(-B/rate), independently, as if by the
+ * one process that samples bytes (split by class, it is one per class).
+ * Larger blocks are all allocated on the slow path, and counted in bytes
+ * (heap->prof_left). */
+
+/* 1 + blocks of b bytes to hand out before the next sample. */
+static uint64_t draw_skip(size_t b) { return draw() / b + 1; }
+
+/* The thread's heap; the first call of a thread makes it. */
+static ma_heap_t *thread_heap(void) {
+    ma_heap_t *heap = ma_heap_tls;
+    if (MA_UNLIKELY(heap == &ma_heap_empty)) {
+        ma_process_init();
+        heap = ma_heap_thread_init();
+    }
+    return heap;
+}
+
+/* The free list of page keeps its first `keep` blocks; the rest moves to
+ * local_free (empty: the page was just collected). Links are checked as
+ * the pop checks them. */
+static void cut_list(ma_page_t *page, uint64_t keep) {
+    ma_block_t *b = page->free;
+    for (uint64_t i = 1; i < keep; i++) {
+        b = ma_block_decode(b->next);
+        if (MA_UNLIKELY(((uintptr_t)b ^ (uintptr_t)page) >= MA_SEGMENT_SIZE)) ma_page_corrupted_link(page, b);
+    }
+    ma_block_t *rest = ma_block_decode(b->next);
+    b->next = ma_block_encode(NULL);
+    MA_ASSERT(page->local_free == NULL);
+    page->local_free = rest;
+}
+
+/* The page of class cls ran dry: the sample point, or a refill that
+ * hands the fast path no more blocks than are left before it. */
+static MA_NOINLINE void *refill(ma_heap_t *heap, unsigned cls, size_t size, size_t align) {
+    size_t block = ma_sizeclass_size(cls);
+    if (heap->prof_skip[cls] == 0) heap->prof_skip[cls] = draw_skip(block);
+    if (heap->prof_skip[cls] == 1) {
+        heap->prof_skip[cls] = draw_skip(block);
+        return take_sample(size, align, false, heap, block);
+    }
+    if (atomic_load_explicit(&heap->remote_full, memory_order_relaxed)) ma_heap_drain_remote(heap);
+    ma_page_t *page = ma_heap_find_page(heap, cls);
+    if (MA_UNLIKELY(page == NULL)) {
         errno = ENOMEM;
         return NULL;
     }
+    ma_page_collect(page);   /* now every free block of the page is on page->free */
+    uint64_t listed = page->capacity - ma_page_used(page), left = heap->prof_skip[cls] - 1;
+    if (left >= listed) {
+        heap->prof_skip[cls] -= listed;
+    } else {
+        cut_list(page, left);
+        heap->prof_skip[cls] = 1;
+    }
+    return ma_page_pop(page);
+}
+
+/* A block of class cls for size bytes from the thread's heap (what
+ * ma_alloc_class does, with the count). */
+static inline void *class_alloc(ma_heap_t *heap, unsigned cls, size_t size, size_t align) {
+    ma_page_t *page = heap->queue[cls].first;
+    if (MA_LIKELY(page != NULL && page->free != NULL)) return ma_page_pop(page);
+    return refill(heap, cls, size, align);
+}
+
+/* Blocks over MA_MEDIUM_MAX (or more aligned than a slice), counted in
+ * bytes. */
+static void *large_alloc(ma_heap_t *heap, size_t size, size_t align, bool zero) {
     if (heap->prof_left == 0) heap->prof_left = draw();
     if (size < heap->prof_left) {
         heap->prof_left -= size;
-        return ma_alloc_unchecked(heap, size, align, zero);
+        return ma_large_alloc(size, align, zero, NULL);
     }
     heap->prof_left = draw();
-    return take_sample(size, align, zero, heap);
+    return take_sample(size, align, zero, heap, size);
 }
 
 /* ---- Entry points (alloc.c, free.c) --------------------------------------------------------- */
 
-static _Noreturn MA_COLD void corrupted_link(ma_page_t *page, ma_block_t *b) {
-    ma_page_corrupted_link(page, b);
-    __builtin_unreachable();
-}
-
-/* malloc's slow path when profiling: the count, then the fast path's pop
- * (ma_page_pop's, with a failure that does not return: nothing to keep
- * across it, so no register to save). */
-void *ma_profile_malloc(size_t size) {
-    ma_heap_t *heap = ma_heap_free_tls;
-    uint64_t left = heap->prof_left;   /* the empty heap's stays 0 */
-    if (MA_LIKELY(size < left)) {
-        heap->prof_left = left - size;
-        if (size <= MA_SMALL_MAX) {
-            ma_page_t *page = heap->direct[(size + 15) >> 4];
-            ma_block_t *b = page->free;
-            if (MA_LIKELY(b != NULL)) {
-                if (MA_UNLIKELY(((uintptr_t)b ^ (uintptr_t)page) >= MA_SEGMENT_SIZE)) corrupted_link(page, b);
-                page->free = ma_block_decode(b->next);
-                page->allocs++;
-                b->next = 0;
-                return b;
-            }
-        }
-        return ma_alloc_slow(heap, size);
+/* malloc's slow path when profiling: a page ran dry, a medium or large
+ * size, or the thread's first call (heap is then the empty heap). */
+void *ma_profile_malloc(ma_heap_t *heap, size_t size) {
+    if (MA_UNLIKELY(heap == &ma_heap_empty) && (heap = thread_heap()) == NULL) {
+        errno = ENOMEM;
+        return NULL;
     }
-    return sample_slow(size, MA_ALIGN_MIN, false);
+    if (size > MA_MEDIUM_MAX) return large_alloc(heap, size, MA_ALIGN_MIN, false);
+    return class_alloc(heap, ma_sizeclass_of(size), size, MA_ALIGN_MIN);
 }
 
-/* Aligned and large zeroed allocations when profiling. */
+/* Aligned and large zeroed allocations when profiling: as
+ * ma_alloc_unchecked, with the count. */
 void *ma_profile_alloc(size_t size, size_t align, bool zero) {
-    ma_heap_t *heap = ma_heap_free_tls;
-    uint64_t left = heap->prof_left;
-    if (size < left) {
-        heap->prof_left = left - size;
-        return ma_alloc_unchecked(heap, size, align, zero);
+    ma_heap_t *heap = thread_heap();
+    if (!heap) {
+        errno = ENOMEM;
+        return NULL;
     }
-    return sample_slow(size, align, zero);
+    if (align < MA_ALIGN_MIN) align = MA_ALIGN_MIN;
+    if (size <= MA_MEDIUM_MAX && align <= MA_SLICE_SIZE) {
+        unsigned cls = ma_sizeclass_of(size < align ? align : size);
+        while (cls < MA_CLASS_COUNT && (ma_sizeclass_size(cls) & (align - 1)) != 0) cls++;
+        if (cls < MA_CLASS_COUNT) {
+            void *p = class_alloc(heap, cls, size, align);
+            if (p && zero) memset(p, 0, size);
+            return p;
+        }
+    }
+    return large_alloc(heap, size, align, zero);
 }
 
-/* realloc when profiling: a sampled block always moves (its sample goes
- * with the old block, a new one may come with the new); an unsampled one
- * stays where ma_realloc would keep it, and a large one grows in place
- * while the growth does not reach the next sample point. */
+/* realloc when profiling. A large block grows in place (or moves by
+ * mremap) as ma_realloc would let it, and the bytes it grows by are
+ * counted like new ones: a sampled block's sample follows it, and an
+ * unsampled one is sampled when a sample point falls in its growth. A
+ * smaller block stays where ma_realloc would keep it (its allocation was
+ * counted; a sample keeps its size); anything else moves: a malloc, a copy
+ * and a free, counted as such. */
 void *ma_profile_realloc(void *p, size_t size) {
     if (size == 0) {
         ma_free(p);
@@ -393,18 +538,23 @@ void *ma_profile_realloc(void *p, size_t size) {
     size_t usable = ma_usable_of(p, "invalid realloc");
     void *region = ma_region_of(p);
     ma_large_t *large = region && ma_region_is_large(region) && ma_large_owns(region, p) ? region : NULL;
-    bool in_page = ma_segment_small_of(p) != NULL;
-    if (in_page && size <= usable && size >= usable / 2) return p;
-    ma_heap_t *heap = ma_heap_free_tls;
-    if (large && !large->profiled && size > MA_MEDIUM_MAX) {
-        uint64_t left = heap->prof_left;
-        size_t growth = size > usable ? size - usable : 0;
-        if (growth < left) {
-            void *q = ma_large_realloc(large, p, size);
-            if (q) {
-                heap->prof_left = left - growth;
-                return q;
+    if (!large && size <= usable && size >= usable / 2 && usable <= MA_MEDIUM_MAX) return p;
+    ma_heap_t *heap;
+    if (large && size > MA_MEDIUM_MAX && (heap = thread_heap()) != NULL) {
+        bool sampled = large->profiled;
+        void *q = ma_large_realloc(large, p, size);
+        if (q) {
+            /* the bytes beyond the old usable size are new: counted */
+            size_t growth = size > usable ? size - usable : 0;
+            bool hit = false;
+            if (growth) {
+                if (heap->prof_left == 0) heap->prof_left = draw();
+                hit = growth >= heap->prof_left;
+                heap->prof_left = hit ? draw() : heap->prof_left - growth;
             }
+            if (sampled) resample_in_place(p, q, size, growth, hit);
+            else if (hit) sample_in_place(q, size, growth);
+            return q;
         }
     }
     void *q = ma_malloc(size);
