@@ -1,23 +1,23 @@
 /* profile.c - the sampling heap profiler (MAPALLOC_PROFILE): which code
  * holds the memory, estimated from a sample of the allocations.
  *
- * Sampling is by bytes, as in tcmalloc and jemalloc: each thread counts
- * the bytes it allocates down from a distance drawn from an exponential
- * distribution of mean MAPALLOC_PROFILE_RATE; the allocation that reaches
- * zero is sampled, and a new distance drawn. So an allocation of s bytes is
- * sampled with probability 1 - exp(-s/rate), whatever came before, and a
- * sample stands for s / (1 - exp(-s/rate)) bytes: the estimates are
- * unbiased.
+ * Sampling is by bytes, as in tcmalloc and jemalloc: sample points fall
+ * in the stream of allocated bytes at exponential distances of mean
+ * MAPALLOC_PROFILE_RATE, so a block of B bytes is sampled with
+ * probability p = 1 - exp(-B/rate), whatever came before, and a sample of
+ * s requested bytes stands for s / p bytes: the estimates are unbiased.
  *
- * When profiling is on, ma_heap_tls stays the empty heap, so every malloc
- * misses its fast path and reaches ma_profile_malloc (through alloc.c's
- * slow path), which counts down and otherwise pops from the thread's heap
- * as the fast path would. Free's fast path is untouched: a sampled block
- * is allocated where no thread heap's page is - up to SMALL_SAMPLE bytes in
- * a fixed heap (fixed.c) over regions this file maps, bigger ones as large
- * blocks marked `profiled` - so its free leaves the fast path by itself
- * and ends in ma_profile_free_fixed or ma_profile_free_large (free.c's slow
- * path), which forget the sample. When profiling is off nothing here runs.
+ * Malloc's fast path runs unchanged: the count is kept per size class, in
+ * blocks, where the fast path gets them (see "Counting" below: a refill
+ * hands it no more blocks than are left before the sample point), and
+ * large blocks, always allocated on a slow path, are counted in bytes.
+ * alloc.c's slow paths come here when ma_profiling. Free's fast path is
+ * untouched too: a sampled block is allocated where no thread heap's page
+ * is - up to SMALL_SAMPLE bytes in a fixed heap (fixed.c) over regions this
+ * file maps, bigger ones as large blocks marked `profiled` - so its free
+ * leaves the fast path by itself and ends in ma_profile_free_fixed or
+ * ma_profile_free_large (free.c's slow path), which forget the sample.
+ * When profiling is off nothing here runs.
  *
  * Each sample keeps its call stack (stackwalk.c), its size, its weight and
  * the time; samples with the same stack share a bucket, which keeps the
@@ -412,8 +412,9 @@ static void forget(void *p);
  * exponential D of mean `rate` and the class's block size B: each block is
  * sampled with probability 1 - exp(-B/rate), independently, as if by the
  * one process that samples bytes (split by class, it is one per class).
- * Larger blocks are all allocated on the slow path, and counted in bytes
- * (heap->prof_left). */
+ * Blocks of classes the fast path does not serve (over MA_SMALL_MAX) are
+ * counted one by one, and large blocks, all allocated on a slow path, in
+ * bytes (heap->prof_left). */
 
 /* 1 + blocks of b bytes to hand out before the next sample. */
 static uint64_t draw_skip(size_t b) { return draw() / b + 1; }
@@ -443,14 +444,29 @@ static void cut_list(ma_page_t *page, uint64_t keep) {
     page->local_free = rest;
 }
 
-/* The page of class cls ran dry: the sample point, or a refill that
- * hands the fast path no more blocks than are left before it. */
+/* Classes above this one are never in heap->direct: malloc's fast path
+ * does not serve them, every allocation of theirs comes through here and
+ * is counted one by one. The fast path's pages stay in their queue when
+ * they empty (heap.c: spans of at most 4 slices), so the blocks a refill
+ * hands over are all handed out before the next one. */
+#define LAST_FAST_CLASS ma_sizeclass_of(MA_SMALL_MAX)
+
+/* The page of class cls ran dry (or, above LAST_FAST_CLASS, any block of
+ * it): the sample point, or a refill that hands the fast path no more
+ * blocks than are left before it. */
 static MA_NOINLINE void *refill(ma_heap_t *heap, unsigned cls, size_t size, size_t align) {
-    size_t block = ma_sizeclass_size(cls);
-    if (heap->prof_skip[cls] == 0) heap->prof_skip[cls] = draw_skip(block);
-    if (heap->prof_skip[cls] == 1) {
-        heap->prof_skip[cls] = draw_skip(block);
-        return take_sample(size, align, false, heap, block);
+    uint64_t skip = heap->prof_skip[cls];
+    if (MA_UNLIKELY(skip <= 1)) {
+        size_t block = ma_sizeclass_size(cls);
+        if (skip == 0) heap->prof_skip[cls] = skip = draw_skip(block);
+        if (skip == 1) {
+            heap->prof_skip[cls] = draw_skip(block);
+            return take_sample(size, align, false, heap, block);
+        }
+    }
+    if (cls > LAST_FAST_CLASS) {
+        heap->prof_skip[cls] = skip - 1;
+        return ma_alloc_class(heap, cls);
     }
     if (atomic_load_explicit(&heap->remote_full, memory_order_relaxed)) ma_heap_drain_remote(heap);
     ma_page_t *page = ma_heap_find_page(heap, cls);
@@ -473,7 +489,15 @@ static MA_NOINLINE void *refill(ma_heap_t *heap, unsigned cls, size_t size, size
  * ma_alloc_class does, with the count). */
 static inline void *class_alloc(ma_heap_t *heap, unsigned cls, size_t size, size_t align) {
     ma_page_t *page = heap->queue[cls].first;
-    if (MA_LIKELY(page != NULL && page->free != NULL)) return ma_page_pop(page);
+    if (cls <= LAST_FAST_CLASS) {
+        if (MA_LIKELY(page != NULL && page->free != NULL)) return ma_page_pop(page);
+    } else {
+        uint64_t skip = heap->prof_skip[cls];
+        if (MA_LIKELY(skip > 1 && page != NULL && page->free != NULL)) {
+            heap->prof_skip[cls] = skip - 1;
+            return ma_page_pop(page);
+        }
+    }
     return refill(heap, cls, size, align);
 }
 

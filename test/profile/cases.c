@@ -18,6 +18,8 @@
  *                    children that free the parent's blocks, allocate in
  *                    child_site and exit() (each writes its own profile)
  *   cases grow       64 MiB kept in 64 KiB blocks (interval dumps)
+ *   cases churn      blocks over 32 KiB, each freed at once (their pages
+ *                    are given back when they empty); prints the bytes
  *   cases threads FILE [ROUNDS]
  *                    four threads allocate and free each other's blocks
  *                    while one dumps the profile to FILE again and again
@@ -241,6 +243,24 @@ static void case_fork(void) {
     printf("FORKS failed=%d\n", failed);
 }
 
+/* ---- churn ---------------------------------------------------------------------------- */
+
+/* Blocks of a class whose pages are given back when they empty (over 32
+ * KiB), each freed at once: a page is taken and left for every block. */
+NOIPA void *site_churn(size_t n) { return must(A_MALLOC(n)); }
+
+static void case_churn(void) {
+    unsigned long long all = 0;
+    for (int i = 0; i < 20000; i++) {
+        size_t n = 36000 + (size_t)(i % 7) * 1000;
+        char *p = site_churn(n);
+        p[0] = 1;
+        all += n;
+        A_FREE(p);
+    }
+    printf("TOTAL site_churn alloc_space %llu\n", all);
+}
+
 /* ---- grow, threads ----------------------------------------------------------------- */
 
 static void case_grow(void) {
@@ -296,12 +316,13 @@ int main(int argc, char **argv) {
     else if (strcmp(c, "off") == 0) case_off();
     else if (strcmp(c, "fork") == 0) case_fork();
     else if (strcmp(c, "grow") == 0) case_grow();
+    else if (strcmp(c, "churn") == 0) case_churn();
     else if (strcmp(c, "threads") == 0 && argc > 2) {
         if (argc > 3) mixer_rounds = atol(argv[3]);
         case_threads(argv[2]);
     }
     else {
-        fprintf(stderr, "usage: cases exact|small|dump DIR|off|fork|grow|threads FILE [ROUNDS]\n");
+        fprintf(stderr, "usage: cases exact|small|dump DIR|off|fork|grow|churn|threads FILE [ROUNDS]\n");
         return 2;
     }
     printf("done\n");

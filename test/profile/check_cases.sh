@@ -4,7 +4,7 @@
 # when given) and checks its output, its stderr and the profiles it wrote,
 # reading them back with `go tool pprof` (and google-pprof for the legacy
 # text format). CASE: exact, huge, dump, unwritable, badopts, off, fork,
-# interval, threads, readme (PROGRAM: examples/heap_demo.c's).
+# interval, churn, threads, readme (PROGRAM: examples/heap_demo.c's).
 set -u
 case_=$1 prog=$2 lib=${3:-}
 fails=0
@@ -140,6 +140,15 @@ threads)  # threads allocate and free each other's blocks while one dumps
     top "$dir/t.pb.gz" alloc_space && [ "$(total)" -gt 0 ] || fail "the dumped profile is empty"
     top "$dir/exit.pb.gz" alloc_space || fail "no profile at exit"
     ;;
+churn)   # pages that empty and go at each free: allocated bytes within 10%
+    run MAPALLOC_PROFILE="$dir/p.pb.gz" MAPALLOC_PROFILE_RATE=65536 -- churn
+    want=$(awk '/^TOTAL site_churn alloc_space/ { print $4 }' "$dir/out")
+    top "$dir/p.pb.gz" alloc_space || exit 1
+    got=$(flat site_churn)
+    echo "site_churn alloc_space: $got, true $want"
+    awk -v g="$got" -v w="$want" 'BEGIN { d = (g - w) / w; exit !(d < 0.1 && d > -0.1) }' ||
+        fail "site_churn: $got bytes allocated, true $want: more than 10% off"
+    ;;
 readme)   # the README's example: examples/heap_demo.c
     run MAPALLOC_PROFILE="$dir/heap.pb.gz" -- 
     top "$dir/heap.pb.gz" inuse_space && [ "$(awk '/flat%/ { getline; print $NF; exit }' "$dir/top")" = cache_insert ] ||
@@ -148,7 +157,7 @@ readme)   # the README's example: examples/heap_demo.c
         { fail "handle_request does not allocate the most"; cat "$dir/top" >&2; }
     ;;
 *)
-    echo "usage: check_cases.sh exact|huge|dump|unwritable|badopts|off|fork|interval|threads|readme PROGRAM [LIB]" >&2
+    echo "usage: check_cases.sh exact|huge|dump|unwritable|badopts|off|fork|interval|churn|threads|readme PROGRAM [LIB]" >&2
     exit 2
     ;;
 esac
