@@ -1,7 +1,7 @@
 /* os_linux.c - the OS contract on Linux: the only file that calls mmap,
- * munmap, madvise, mremap, mprotect, getenv and getrandom, that talks to
- * valgrind, and that opens, reads and writes files (the heap profile,
- * /proc/self/maps).
+ * munmap, madvise, mremap, mprotect, mincore, getenv and getrandom, that
+ * talks to valgrind, and that opens, reads and writes files (the heap
+ * profile, /proc/self/maps).
  *
  * ENOMEM from the kernel is an ordinary failure (NULL back to the caller);
  * any other error on unmap or purge means our bookkeeping is wrong, which is
@@ -293,11 +293,28 @@ static uintptr_t parse_hex(const char **s, const char *end) {
     return v;
 }
 
-/* The mapping that holds sp, from /proc/self/maps, read in pieces into a
- * buffer on the stack (pthread_getattr_np would allocate). A line is
- * "start-end perms ...": only its first two fields are read. */
+#define STACK_PROBE_MAX ((size_t)1 << 20)
+
+/* A range of memory, from sp up, that may be read: for a thread glibc
+ * made, up to its descriptor (pthread_self(), at the top of its stack
+ * block, above the stack), when mincore says every page of the way is
+ * mapped (one system call: the used part of a stack is short); else the
+ * mapping that holds sp, from /proc/self/maps (the main thread), read in
+ * pieces into a buffer on the stack (pthread_getattr_np would allocate).
+ * A line of it is "start-end perms ...": only its first two fields are
+ * read. */
 bool ma_os_stack_bounds(uintptr_t sp, uintptr_t *lo, uintptr_t *hi) {
     int saved = errno;
+    uintptr_t top = (uintptr_t)pthread_self(), base = sp & ~(uintptr_t)(MA_OS_PAGE - 1);
+    if (top > sp && top - base <= STACK_PROBE_MAX) {
+        unsigned char pages[STACK_PROBE_MAX / MA_OS_PAGE];
+        if (mincore((void *)base, top - base, pages) == 0) {
+            *lo = sp;
+            *hi = top;
+            errno = saved;
+            return true;
+        }
+    }
     int fd = ma_os_open_read("/proc/self/maps");
     bool found = false;
     if (fd >= 0) {
