@@ -13,14 +13,14 @@
  * one frame-pointer step.
  *
  * Never faulting: every read of unwind tables stays inside the module's
- * mapped range, and every read of the stack inside the mapping that holds
- * the thread's stack pointer (os_linux.c finds it, once per thread); a
+ * mapped range, and every read of the stack inside a range above the
+ * stack pointer that os_linux.c has found mapped (once per thread); a
  * frame whose canonical frame address does not rise stops the walk.
  * Frames on the stack are of code that is running, so their modules
  * cannot be unloaded while we read them.
  *
- * Rows of rules are cached by pc. The cache is guarded by the caller:
- * profile.c calls ma_stack_walk with its lock held.
+ * Rows of rules are cached by pc, compact. The cache is guarded by the
+ * caller: profile.c calls ma_stack_walk with its lock held.
  * Without _dl_find_object (older glibc) only frame pointers are followed.
  */
 #define _GNU_SOURCE
