@@ -13,8 +13,10 @@
 # Environment (all optional):
 #   QUICK=1            small scales and threads "2"
 #   ALLOCATORS="..."   subset of: mapalloc mimalloc jemalloc tcmalloc glibc,
-#                      and mapalloc-secure (mapalloc with MAPALLOC_SECURE=1),
-#                      which runs only when named here
+#                      and mapalloc-secure (mapalloc with MAPALLOC_SECURE=1)
+#                      and mapalloc-profile (with the heap profiler on at its
+#                      default rate, a profile written at each exit), which
+#                      run only when named here
 #   WORKLOADS="..."    subset of workload names (larson ... redis gcc)
 #   THREADS="1 2 4 8"  thread counts for the threaded workloads
 #   WIDE_THREADS="1 2 4 8 16"  thread counts for the thread-generation and
@@ -45,7 +47,7 @@ fi
 ROUNDS=${ROUNDS:-3}
 WARMUP=${WARMUP:-1}
 ALL_ALLOCATORS="mapalloc mimalloc jemalloc tcmalloc glibc"
-KNOWN_ALLOCATORS="$ALL_ALLOCATORS mapalloc-secure"
+KNOWN_ALLOCATORS="$ALL_ALLOCATORS mapalloc-secure mapalloc-profile"
 ALLOCATORS=${ALLOCATORS:-$ALL_ALLOCATORS}
 
 log() { printf '[bench] %s\n' "$*" >&2; }
@@ -171,7 +173,7 @@ build_mapalloc() {
 # lib_of ALLOCATOR [program]: the library to preload ("" = none)
 lib_of() {
     case "$1" in
-    mapalloc | mapalloc-secure) echo "$MAPALLOC_SO" ;;
+    mapalloc | mapalloc-secure | mapalloc-profile) echo "$MAPALLOC_SO" ;;
     mimalloc) echo "$LIBDIR/libmimalloc.so.2" ;;
     jemalloc) echo "$LIBDIR/libjemalloc.so.2" ;;
     tcmalloc) echo "$LIBDIR/libtcmalloc_minimal.so.4" ;;
@@ -251,6 +253,14 @@ run_workload() {
     [ "$t" = 0 ] && t=1
     lib=$(lib_of "$alloc" "$name")
     if [ "$alloc" = mapalloc-secure ]; then export MAPALLOC_SECURE=1; else unset MAPALLOC_SECURE; fi
+    # every process of the run writes its profile at exit; they are removed after
+    rm -rf "$BUILD/tmp/profiles"
+    if [ "$alloc" = mapalloc-profile ]; then
+        mkdir -p "$BUILD/tmp/profiles"
+        export MAPALLOC_PROFILE="$BUILD/tmp/profiles/%p.pb.gz"
+    else
+        unset MAPALLOC_PROFILE
+    fi
     case "$name" in
     pybench)
         PYTHONMALLOC=malloc run_cmd "$label" "$alloc" "$round" "$lib" -- \

@@ -101,6 +101,23 @@ MA_API void ma_stats_print(void);
  * is proportional to the memory in use. */
 MA_API int ma_check(void);
 
+/* ---- Heap profiling ---------------------------------------------------
+ *
+ * With MAPALLOC_PROFILE=FILE in the environment (the launcher: mapalloc
+ * --profile FILE program ...), mapalloc samples allocations - one per
+ * MAPALLOC_PROFILE_RATE bytes on average, 512 KiB by default - with their
+ * call stacks, and writes at exit which code allocated the memory still in
+ * use and all it allocated since the start, for `go tool pprof` (see
+ * docs/OPTIONS.md). Blocks of ma_heap_new/ma_heap_new_in heaps are not
+ * sampled.
+ *
+ * Writes the profile now to path, or to FILE when path is NULL (%p in it
+ * stands for the process id); a path ending in ".heap" gets the legacy text
+ * format of google-pprof, any other gzip-compressed profile.proto. Returns
+ * 0, or -1 with errno set: ENOTSUP when profiling is off, else why the file
+ * could not be written (a warning also goes to stderr). Thread-safe. */
+MA_API int ma_profile_dump(const char *path);
+
 /* ---- Heaps: pools a program creates, allocates from, and releases whole --
  *
  * Three kinds, one interface:

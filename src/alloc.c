@@ -2,11 +2,12 @@
  *
  * The fast path (ma_malloc): the thread's heap, the page for the size -
  * from heap->direct up to 1 KiB, with no size-class computation; the first
- * page of the class's queue for medium sizes (up to 256 KiB) - and pop
- * the first block of its free list. No lock, no atomic. Everything else -
- * a thread's first call, a page running dry, large sizes, alignment -
- * goes through ma_alloc_slow and friends; in checked mode
- * they hand it to check.c (ma_check_malloc, ma_check_alloc). For
+ * page of the class's queue for medium sizes (up to MA_MEDIUM_MAX) - and
+ * pop the first block of its free list. No lock, no atomic. Everything
+ * else - a thread's first call, a page running dry, large sizes,
+ * alignment - goes through ma_alloc_slow and friends; in checked mode
+ * they hand it to check.c (ma_check_malloc, ma_check_alloc), and when
+ * profiling to profile.c. For
  * MAPALLOC_SECURE alone the fast path serves too: heap->direct then maps
  * each size to a class with room for the block's canary (heap.c).
  */
@@ -23,9 +24,10 @@ void *ma_malloc(size_t size) {
     ma_page_t *page;
     if (MA_LIKELY(size <= MA_SMALL_MAX)) {
         page = heap->direct[(size + 15) >> 4];
-    } else if (size <= MA_MEDIUM_MAX && MA_LIKELY(!ma_secure)) {
+    } else if (size <= MA_MEDIUM_MAX && MA_LIKELY(!ma_medium_slow)) {
         /* medium sizes: the first page of the class's queue (MAPALLOC_SECURE
-         * needs a class with room for the canary: the slow path) */
+         * needs a class with room for the canary, and the profiler counts
+         * medium blocks one by one: both take the slow path) */
         page = heap->queue[ma_sizeclass_of(size)].first;
         if (MA_UNLIKELY(page == NULL)) return ma_alloc_slow(heap, size);
     } else {
@@ -76,6 +78,7 @@ void *ma_alloc_late(size_t size, size_t align, bool zero) {
 static MA_COLD void *alloc_first(size_t size) {
     ma_process_init();
     if (ma_checked) return ma_check_malloc(size);
+    if (ma_profiling) return ma_profile_malloc(&ma_heap_empty, size);
     if (size > MA_MEDIUM_MAX) return ma_large_alloc(size, MA_ALIGN_MIN, false, NULL);
     if (ma_thread_exited) return ma_alloc_late(size, MA_ALIGN_MIN, false);
     ma_heap_t *heap = ma_heap_thread_init();
@@ -88,10 +91,12 @@ static MA_COLD void *alloc_first(size_t size) {
 
 /* In checked mode (check.c) every malloc that misses the fast path goes
  * there: all of them but MAPALLOC_SECURE's, whose thread heap is in
- * ma_heap_tls (its blocks need a larger class than the size: the canary). */
+ * ma_heap_tls (its blocks need a larger class than the size: the canary).
+ * When profiling, the misses go to profile.c, which counts them (one test
+ * for both: ma_diverted). */
 MA_NOINLINE void *ma_alloc_slow(ma_heap_t *heap, size_t size) {
     ma_purger_kick();
-    if (MA_UNLIKELY(ma_checked)) return ma_check_malloc(size);
+    if (MA_UNLIKELY(ma_diverted)) return ma_checked ? ma_check_malloc(size) : ma_profile_malloc(heap, size);
     if (MA_UNLIKELY(heap == &ma_heap_empty)) return alloc_first(size);
     if (size > MA_MEDIUM_MAX) return ma_large_alloc(size, MA_ALIGN_MIN, false, NULL);
     return ma_alloc_class(heap, ma_sizeclass_of(size));
@@ -126,6 +131,7 @@ void *ma_alloc_aligned(size_t size, size_t align) {
     if (align <= MA_ALIGN_MIN) return ma_malloc(size);
     ma_process_init();
     if (MA_UNLIKELY(ma_checked)) return ma_check_alloc(NULL, size, align, false);
+    if (MA_UNLIKELY(ma_profiling)) return ma_profile_alloc(size, align, false);
     if (size > MA_MEDIUM_MAX) return ma_large_alloc(size, align, false, NULL);
     ma_heap_t *heap = ma_heap_tls;
     if (heap == &ma_heap_empty && ma_thread_exited) return ma_alloc_late(size, align, false);
@@ -139,6 +145,7 @@ void *ma_alloc_aligned(size_t size, size_t align) {
 static void *calloc_large(size_t total) {
     ma_process_init();
     if (MA_UNLIKELY(ma_checked)) return ma_check_alloc(NULL, total, MA_ALIGN_MIN, true);
+    if (MA_UNLIKELY(ma_profiling)) return ma_profile_alloc(total, MA_ALIGN_MIN, true);
     return ma_large_alloc(total, MA_ALIGN_MIN, true, NULL);
 }
 
@@ -172,6 +179,7 @@ static void *realloc_move(void *p, size_t usable, size_t size) {
 void *ma_realloc(void *p, size_t size) {
     if (p == NULL) return ma_malloc(size);
     if (MA_UNLIKELY(ma_checked)) return ma_check_realloc(p, size);
+    if (MA_UNLIKELY(ma_profiling)) return ma_profile_realloc(p, size);
     if (size == 0) {  /* glibc: free and return NULL */
         ma_free(p);
         return NULL;

@@ -113,3 +113,19 @@ void ma_diag_warn(const char *msg, const char *detail) {
     ma_buf_str(&b, "\n");
     ma_buf_flush(&b);
 }
+
+/* A few errno names for warnings: strerror may allocate (translations). */
+const char *ma_diag_errno_name(int err) {
+    static const struct {
+        int err;
+        const char *name;
+    } names[] = {{EACCES, "permission denied (EACCES)"}, {ENOENT, "no such file or directory (ENOENT)"},
+                 {EROFS, "read-only file system (EROFS)"}, {ENOSPC, "no space left on device (ENOSPC)"},
+                 {EISDIR, "is a directory (EISDIR)"}, {ENOTDIR, "not a directory (ENOTDIR)"},
+                 {ENAMETOOLONG, "file name too long (ENAMETOOLONG)"}, {ENOMEM, "out of memory (ENOMEM)"},
+                 {EDQUOT, "disk quota exceeded (EDQUOT)"}, {EIO, "input/output error (EIO)"},
+                 {EPERM, "operation not permitted (EPERM)"}, {EMFILE, "too many open files (EMFILE)"}};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (names[i].err == err) return names[i].name;
+    return NULL;
+}

@@ -189,14 +189,19 @@ void ma_free_slow(void *p) {
     if (p == NULL) return;
     ma_heap_t *fixed = ma_fixed_find(p);
     if (fixed) {
-        ma_fixed_free(fixed, p, "invalid free");   /* leaves errno alone */
+        /* the heap profiler's sampled blocks live in fixed heaps */
+        if (MA_UNLIKELY(ma_profiling)) ma_profile_free_fixed(fixed, p);
+        else ma_fixed_free(fixed, p, "invalid free");   /* leaves errno alone */
         return;
     }
     int saved = errno;
     ma_purger_kick();
     void *region = ma_region_of(p);
     ma_large_t *large = large_owning(region, p);
-    if (large) ma_large_free(large, p);
+    if (large) {
+        if (MA_UNLIKELY(large->profiled)) ma_profile_free_large(large, p);
+        else ma_large_free(large, p);
+    }
     else ma_diag_fatal_ptr("invalid free", p, region && ma_region_is_large(region) ? -1 : 0);
     errno = saved;
 }

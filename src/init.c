@@ -26,10 +26,11 @@ static void thread_done(void *heap) {
 }
 
 /* fork: every lock of the allocator is in lock.c's registry, which takes
- * them all (or, in a single-threaded process, none); then the locks of
- * fixed heaps in private memory, which are not lock.c's (fixed.c). A child
- * that got them from a process with other threads orphans those threads'
- * heaps; a child never has the parent's purger thread. */
+ * them all (or, in a single-threaded process, none), the profiler's first
+ * (its rank); then the locks of fixed heaps in private memory, which are
+ * not lock.c's (fixed.c). A child that got them from a process with other
+ * threads orphans those threads' heaps; a child never has the parent's
+ * purger thread. */
 static void fork_prepare(void) {
     (void)ma_lock_fork_prepare();
     ma_fixed_fork_prepare();
@@ -78,4 +79,5 @@ __attribute__((destructor(101))) static void done_at_exit(void) {
     if (atomic_load(&init_state) != INIT_READY) return;
     if (ma_checked) ma_check_at_exit();
     if (ma_option(MA_OPT_SHOW_STATS)) ma_stats_at_exit();
+    if (ma_profiling) ma_profile_at_exit();
 }

@@ -163,7 +163,11 @@ typedef struct ma_large_s {
     _Atomic uint32_t state;   /* MA_LARGE_LIVE or MA_LARGE_CACHED */
     size_t map_size;          /* bytes mapped from the header on, guard included */
     size_t offset;            /* user pointer = header + offset */
-    uint64_t cached_at;       /* ms, while cached */
+    union {
+        uint64_t cached_at;   /* ms, while cached */
+        uint64_t profiled;    /* while live: 1 if the heap profiler sampled it
+                                 (profile.c sets it; ma_large_alloc clears it) */
+    };
     struct ma_large_s *next;  /* segment lock: cache list; or owner's large_lock: its list */
     struct ma_large_s *prev;  /* owner's large_lock: its list */
     ma_heap_t *heap;          /* the user heap it belongs to, or NULL */
@@ -184,6 +188,7 @@ typedef enum {
     MA_RANK_OUTER = 0,      /* held while the program's code runs: a heap's
                                large-block lock across ma_heap_visit's fn, a
                                fixed heap's lock across its visit's fn */
+    MA_RANK_PROFILE,        /* profile.c's lock: taken before it allocates a sample */
     MA_RANK_LATE,           /* alloc.c's lock for threads past their exit hook */
     MA_RANK_FIXED_REGISTRY, /* fixed.c's registry of live fixed heaps */
     MA_RANK_HEAPS,          /* heap.c's list of heaps */
@@ -276,6 +281,10 @@ struct ma_heap_s {
     void *fixed;                         /* fixed.c's state (ma_heap_new_in) */
     /* Owner (or the one thread using a user heap): checked mode only. */
     ma_check_heap_t check;
+    /* Owner: heap profiling only (profile.c); last, so that no other field
+     * moves. 0 until drawn. */
+    uint64_t prof_left;                  /* bytes of large blocks to allocate before the next sample */
+    uint64_t prof_skip[MA_CLASS_COUNT];  /* 1 + blocks of the class to hand out before the next sample */
 };
 
 typedef enum {
@@ -307,6 +316,15 @@ extern bool ma_secure MA_HIDDEN;    /* MAPALLOC_SECURE=1 */
 extern bool ma_secure_only MA_HIDDEN; /* and neither DEBUG nor valgrind: check.c's lean paths */
 extern bool ma_debug MA_HIDDEN;     /* MAPALLOC_DEBUG=1 */
 extern bool ma_valgrind MA_HIDDEN;  /* running under valgrind (MA_HAVE_VALGRIND only) */
+/* Heap profiling (MAPALLOC_PROFILE, profile.c), never with checked mode:
+ * the heaps are as in the default mode, but malloc's slow path goes to
+ * profile.c, which gives a page's fast path no more blocks than are left
+ * before the next sample. Sampled blocks live in the profiler's memory. */
+extern bool ma_profiling MA_HIDDEN;
+extern bool ma_diverted MA_HIDDEN;  /* ma_checked || ma_profiling: malloc's slow path is not alloc.c's */
+/* MAPALLOC_SECURE (a class with room for the canary) or profiling (every
+ * medium block counted): sizes over MA_SMALL_MAX leave malloc's fast path. */
+extern bool ma_medium_slow MA_HIDDEN;
 
 static inline uintptr_t ma_block_encode(const void *p) { return (uintptr_t)p ^ ma_key; }
 static inline ma_block_t *ma_block_decode(uintptr_t v) { return (ma_block_t *)(v ^ ma_key); }
@@ -367,6 +385,18 @@ MA_HIDDEN void ma_os_stdio_lock(void);     /* glibc's stdio list lock, if any */
 MA_HIDDEN void ma_os_stdio_unlock(void);
 MA_HIDDEN void ma_os_stdio_reset(void);    /* the fork child: free again */
 MA_HIDDEN bool ma_os_single_threaded(void);
+/* Files and process facts, for the heap profiler: no allocation. The file
+ * calls return -1 with errno set on failure. */
+MA_HIDDEN int ma_os_open_write(const char *path);       /* created or truncated, 0644 */
+MA_HIDDEN int ma_os_open_read(const char *path);
+MA_HIDDEN long ma_os_read(int fd, void *buf, size_t n); /* bytes read, 0 at the end */
+MA_HIDDEN int ma_os_write_all(int fd, const void *buf, size_t n);
+MA_HIDDEN int ma_os_close(int fd);
+MA_HIDDEN long ma_os_getpid(void);
+MA_HIDDEN size_t ma_os_exe_path(char *buf, size_t n);   /* NUL-terminated; 0 if unknown */
+MA_HIDDEN bool ma_os_getcwd(char *buf, size_t n);
+MA_HIDDEN uint64_t ma_os_now_ns(void);                  /* wall clock, ns since 1970 */
+MA_HIDDEN bool ma_os_stack_bounds(uintptr_t sp, uintptr_t *lo, uintptr_t *hi);
 
 /* ---- diag.c: messages and fatal errors, without allocating -------------- */
 typedef struct ma_buf_s {
@@ -382,6 +412,7 @@ MA_HIDDEN _Noreturn void ma_diag_fatal(const char *msg);
 MA_HIDDEN _Noreturn void ma_diag_fatal_around(const char *before, const void *p, const char *after);
 MA_HIDDEN _Noreturn void ma_diag_assert_fail(const char *cond, const char *file, int line);
 MA_HIDDEN void ma_diag_warn(const char *msg, const char *detail);
+MA_HIDDEN const char *ma_diag_errno_name(int err);   /* "EACCES", ..., or NULL */
 
 /* ---- options.c ---------------------------------------------------------- */
 typedef enum {
@@ -394,10 +425,15 @@ typedef enum {
     MA_OPT_PURGER,           /* a background thread purges (purger.c) */
     MA_OPT_SECURE,           /* hardening: guards, canaries, quarantine (check.c) */
     MA_OPT_DEBUG,            /* debugging: fills, leak report at exit (check.c) */
+    MA_OPT_PROFILE_RATE,     /* heap profiler: mean bytes between samples */
+    MA_OPT_PROFILE_INTERVAL_MB, /* heap profiler: dump every N MiB of live-heap growth; 0 never */
     MA_OPT_COUNT
 } ma_option_t;
 MA_HIDDEN void ma_options_init(void);
 MA_HIDDEN long ma_option(ma_option_t o);
+/* MAPALLOC_PROFILE as it was at start-up (absolute), or NULL: a copy, as
+ * the program may change its environment. */
+MA_HIDDEN const char *ma_option_profile_file(void);
 
 /* ---- sizeclass.c -------------------------------------------------------- */
 MA_HIDDEN void ma_sizeclass_init(void);
@@ -769,5 +805,62 @@ extern pthread_key_t ma_thread_key MA_HIDDEN;
 MA_HIDDEN void ma_stats_at_exit(void);
 typedef void ma_stats_write_fn(const char *s, size_t n, void *arg);
 MA_HIDDEN void ma_stats_xml(ma_stats_write_fn *write, void *arg);  /* malloc_info's XML */
+
+/* ---- stackwalk.c: the calling thread's call stack ------------------------ */
+#define MA_STACK_MAX 64u          /* frames a sample keeps */
+/* Fills pcs with up to max call sites (a return address less one; the
+ * exact pc of a frame a signal interrupted), innermost first, leaving out
+ * the walker, the frames of this library when it is a shared object, and
+ * leading frames of the functions starting at skip[0..nskip) (sorted). Never
+ * allocates or faults. The caller serialises calls (profile.c's lock). */
+MA_HIDDEN uint32_t ma_stack_walk(uintptr_t *pcs, uint32_t max, const uintptr_t *skip, size_t nskip);
+
+/* ---- pprof.c: the profile file --------------------------------------------- */
+typedef struct ma_prof_bucket_s {
+    struct ma_prof_bucket_s *next;      /* hash chain (profile.c, its lock) */
+    struct ma_prof_bucket_s *all_next;  /* every bucket, oldest first */
+    uint64_t hash;                      /* of the stack */
+    double alloc_count, alloc_bytes;    /* estimated, every sample since the start */
+    double live_count, live_bytes;      /* estimated, the samples not freed */
+    uint32_t depth;
+    uintptr_t pcs[];                    /* the stack, innermost first */
+} ma_prof_bucket_t;
+
+typedef struct ma_prof_sample_s {
+    struct ma_prof_sample_s *next;      /* hash chain by address (profile.c, its lock) */
+    uintptr_t addr;                     /* the sampled block */
+    ma_prof_bucket_t *bucket;           /* its stack */
+    size_t size;                        /* bytes asked for (realloc: the new size) */
+    uint64_t total;                     /* bytes counted for it: it was sampled with
+                                           probability 1 - exp(-total/rate) (its block
+                                           size, or its size and later growth) */
+    double weight;                      /* bytes it stands for: size / (1 - exp(-total/rate)) */
+    uint64_t time_ms;                   /* when it was allocated (ma_os_now_ms) */
+} ma_prof_sample_t;
+
+typedef void ma_prof_sample_fn(const ma_prof_sample_t *s, void *arg);
+typedef struct ma_pprof_data_s {
+    const ma_prof_bucket_t *buckets;    /* by all_next */
+    size_t frame_count;                 /* their depths added up */
+    void (*each_sample)(ma_prof_sample_fn *fn, void *arg);  /* every live sample */
+    long rate;
+    uint64_t now_ms;
+} ma_pprof_data_t;
+
+typedef struct ma_pprof_modules_s ma_pprof_modules_t;
+MA_HIDDEN ma_pprof_modules_t *ma_pprof_modules_collect(void);  /* NULL: out of memory */
+MA_HIDDEN void ma_pprof_modules_free(ma_pprof_modules_t *m);
+/* 0, or -1 with errno. legacy: the text format, else gzip'd profile.proto. */
+MA_HIDDEN int ma_pprof_write(int fd, bool legacy, const ma_pprof_data_t *d, const ma_pprof_modules_t *m);
+
+/* ---- profile.c: the heap profiler (MAPALLOC_PROFILE) ---------------------
+ * Above alloc.c and free.c, whose slow paths call here when ma_profiling. */
+MA_HIDDEN void *ma_profile_malloc(ma_heap_t *heap, size_t size);
+MA_HIDDEN void *ma_profile_alloc(size_t size, size_t align, bool zero);
+MA_HIDDEN void *ma_profile_realloc(void *p, size_t size);
+MA_HIDDEN void ma_profile_free_fixed(ma_heap_t *fixed, void *p);
+MA_HIDDEN void ma_profile_free_large(ma_large_t *large, void *p);
+MA_HIDDEN void ma_profile_at_exit(void);
+MA_HIDDEN void ma_profile_stats(ma_stats_t *st);   /* adds the sampled blocks of fixed heaps */
 
 #endif /* MA_INTERNAL_H */

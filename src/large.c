@@ -237,6 +237,7 @@ void *ma_large_alloc(size_t size, size_t align, bool zero, ma_heap_t *owner) {
     large->offset = offset;
     large->next = large->prev = NULL;
     large->heap = owner;
+    large->profiled = 0;
     uint8_t *p = (uint8_t *)large + offset;
     if (offset >= MA_SEGMENT_SIZE)
         ma_segment_map_set((uintptr_t)p, (uint8_t)(MA_MAP_LARGE + (offset >> MA_SEGMENT_SHIFT)));

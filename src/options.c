@@ -7,6 +7,7 @@
  * exists, and never change afterwards.
  */
 #include <stdlib.h>
+#include <string.h>
 #include "internal.h"
 
 typedef struct option_desc_s {
@@ -24,9 +25,14 @@ static const option_desc_t option_table[MA_OPT_COUNT] = {
     [MA_OPT_PURGER] = {"MAPALLOC_PURGER", 1, 0, 1},
     [MA_OPT_SECURE] = {"MAPALLOC_SECURE", 0, 0, 1},
     [MA_OPT_DEBUG] = {"MAPALLOC_DEBUG", 0, 0, 1},
+    [MA_OPT_PROFILE_RATE] = {"MAPALLOC_PROFILE_RATE", 512 << 10, 1, (long)1 << 40},
+    [MA_OPT_PROFILE_INTERVAL_MB] = {"MAPALLOC_PROFILE_INTERVAL_MB", 0, 0, 1 << 20},
 };
 
-bool ma_checked, ma_secure, ma_secure_only, ma_debug, ma_valgrind;
+bool ma_checked, ma_secure, ma_secure_only, ma_debug, ma_valgrind, ma_profiling, ma_diverted, ma_medium_slow;
+
+#define PROFILE_PATH_MAX 4096u
+static char profile_file[PROFILE_PATH_MAX];  /* MAPALLOC_PROFILE, made absolute */
 
 static long option_value[MA_OPT_COUNT];
 
@@ -61,6 +67,31 @@ static void warn_bad(const option_desc_t *d, const char *s) {
     ma_buf_flush(&b);
 }
 
+/* MAPALLOC_PROFILE: kept (relative to the directory at start-up, as the
+ * program may change directory before it exits); off in checked mode. */
+static void profile_init(void) {
+    const char *s = ma_os_getenv("MAPALLOC_PROFILE");
+    if (!s || !*s) return;
+    if (ma_checked) {
+        ma_diag_warn("MAPALLOC_PROFILE is ignored with MAPALLOC_SECURE, MAPALLOC_DEBUG or under valgrind", NULL);
+        return;
+    }
+    size_t n = strlen(s), dir = 0;
+    if (s[0] != '/') {
+        if (!ma_os_getcwd(profile_file, PROFILE_PATH_MAX)) profile_file[0] = '\0';
+        dir = strlen(profile_file);
+        if (dir > 0 && dir < PROFILE_PATH_MAX) profile_file[dir++] = '/';
+    }
+    if (dir + n >= PROFILE_PATH_MAX) {
+        ma_diag_warn("MAPALLOC_PROFILE is too long; no heap profile", NULL);
+        return;
+    }
+    memcpy(profile_file + dir, s, n + 1);
+    ma_profiling = true;
+}
+
+const char *ma_option_profile_file(void) { return ma_profiling ? profile_file : NULL; }
+
 void ma_options_init(void) {
     for (int i = 0; i < MA_OPT_COUNT; i++) {
         const option_desc_t *d = &option_table[i];
@@ -80,6 +111,9 @@ void ma_options_init(void) {
     ma_valgrind = MA_HAVE_VALGRIND && ma_os_under_memcheck();
     ma_checked = ma_secure || ma_debug || ma_valgrind;
     ma_secure_only = ma_secure && !ma_debug && !ma_valgrind;
+    profile_init();
+    ma_diverted = ma_checked || ma_profiling;
+    ma_medium_slow = ma_secure || ma_profiling;
     if (option_value[MA_OPT_SHOW_STATS] || ma_debug) ma_os_keep_stderr();
 }
 

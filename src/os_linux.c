@@ -1,9 +1,10 @@
 /* os_linux.c - the OS contract on Linux: the only file that calls mmap,
- * munmap, madvise, mremap, mprotect, getenv, getrandom and futex, that
- * talks to valgrind, and that knows glibc's internals we lean on (its
- * stdio list lock, whether the process is single-threaded); and, for heaps
- * in files (fixed.c, fileheap.c), the only one that opens, locks, grows,
- * maps MAP_SHARED, syncs and closes files.
+ * munmap, madvise, mremap, mprotect, mincore, getenv, getrandom and
+ * futex, that talks to valgrind, and that knows glibc's internals we lean
+ * on (its stdio list lock, whether the process is single-threaded); the
+ * only one that opens, reads and writes files (the heap profile,
+ * /proc/self/maps) and, for heaps in files (fixed.c, fileheap.c), locks,
+ * grows, maps MAP_SHARED, syncs and closes them.
  *
  * ENOMEM from the kernel is an ordinary failure (NULL back to the caller);
  * any other error on unmap or purge means our bookkeeping is wrong, which is
@@ -522,3 +523,134 @@ void ma_os_stdio_reset(void) {
 }
 
 bool ma_os_single_threaded(void) { return &__libc_single_threaded != NULL && __libc_single_threaded; }
+/* ---- Files and process facts (the heap profiler) ---------------------------- */
+
+int ma_os_open_write(const char *path) {
+    int fd;
+    do fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    while (fd < 0 && errno == EINTR);
+    return fd;
+}
+
+int ma_os_open_read(const char *path) {
+    int fd;
+    do fd = open(path, O_RDONLY | O_CLOEXEC);
+    while (fd < 0 && errno == EINTR);
+    return fd;
+}
+
+long ma_os_read(int fd, void *buf, size_t n) {
+    ssize_t r;
+    do r = read(fd, buf, n);
+    while (r < 0 && errno == EINTR);
+    return (long)r;
+}
+
+int ma_os_write_all(int fd, const void *buf, size_t n) {
+    const char *p = buf;
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) {
+            if (w == 0) errno = EIO;
+            return -1;
+        }
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* close(2) is not retried on EINTR: on Linux the descriptor is gone. */
+int ma_os_close(int fd) { return close(fd) == 0 || errno == EINTR ? 0 : -1; }
+
+long ma_os_getpid(void) { return (long)getpid(); }
+
+size_t ma_os_exe_path(char *buf, size_t n) {
+    int saved = errno;
+    ssize_t len = readlink("/proc/self/exe", buf, n - 1);
+    errno = saved;
+    if (len <= 0) return 0;
+    buf[len] = '\0';
+    return (size_t)len;
+}
+
+/* glibc's getcwd allocates only when given no buffer. */
+bool ma_os_getcwd(char *buf, size_t n) { return getcwd(buf, n) != NULL; }
+
+uint64_t ma_os_now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static uintptr_t parse_hex(const char **s, const char *end) {
+    uintptr_t v = 0;
+    for (; *s < end; (*s)++) {
+        char c = **s;
+        unsigned d = c >= '0' && c <= '9' ? (unsigned)(c - '0') : c >= 'a' && c <= 'f' ? (unsigned)(c - 'a' + 10) : 16;
+        if (d == 16) break;
+        v = v << 4 | d;
+    }
+    return v;
+}
+
+#define STACK_PROBE_MAX ((size_t)1 << 20)
+
+/* A range of memory, from sp up, that may be read: for a thread glibc
+ * made, up to its descriptor (pthread_self(), at the top of its stack
+ * block, above the stack), when mincore says every page of the way is
+ * mapped (one system call: the used part of a stack is short); else the
+ * mapping that holds sp, from /proc/self/maps (the main thread), read in
+ * pieces into a buffer on the stack (pthread_getattr_np would allocate).
+ * A line of it is "start-end perms ...": only its first two fields are
+ * read. */
+bool ma_os_stack_bounds(uintptr_t sp, uintptr_t *lo, uintptr_t *hi) {
+    int saved = errno;
+    uintptr_t top = (uintptr_t)pthread_self(), base = sp & ~(uintptr_t)(MA_OS_PAGE - 1);
+    if (top > sp && top - base <= STACK_PROBE_MAX) {
+        unsigned char pages[STACK_PROBE_MAX / MA_OS_PAGE];
+        if (mincore((void *)base, top - base, pages) == 0) {
+            *lo = sp;
+            *hi = top;
+            errno = saved;
+            return true;
+        }
+    }
+    int fd = ma_os_open_read("/proc/self/maps");
+    bool found = false;
+    if (fd >= 0) {
+        char buf[2048];
+        size_t have = 0;
+        bool tail = false;   /* the buffer starts in the middle of a line */
+        for (;;) {
+            long n = ma_os_read(fd, buf + have, sizeof buf - have);
+            if (n <= 0) break;
+            have += (size_t)n;
+            char *line = buf, *end = buf + have, *nl;
+            while ((nl = memchr(line, '\n', (size_t)(end - line))) != NULL) {
+                const char *s = line;
+                uintptr_t start = parse_hex(&s, nl);
+                uintptr_t stop = s < nl && *s == '-' ? (s++, parse_hex(&s, nl)) : 0;
+                if (!tail && sp >= start && sp < stop) {
+                    *lo = start;
+                    *hi = stop;
+                    found = true;
+                    break;
+                }
+                tail = false;
+                line = nl + 1;
+            }
+            if (found) break;
+            have = (size_t)(end - line);
+            if (have == sizeof buf) {   /* a line longer than the buffer (a long path, not a stack): skipped */
+                have = 0;
+                tail = true;
+            }
+            memmove(buf, line, have);
+        }
+        close(fd);
+    }
+    errno = saved;
+    return found;
+}

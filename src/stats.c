@@ -48,6 +48,7 @@ static void gather(ma_stats_t *st, class_figures_t *f) {
     st->blocks_in_use += large.count;
     st->bytes_in_use += large.bytes;
     st->large_in_use = large.count;
+    if (ma_profiling) ma_profile_stats(st);   /* sampled blocks are no page's */
     ma_segment_inuse(&st->bytes_in_use_peak);
     st->os_mapped = atomic_load(&ma_os_stats.mapped);
     st->os_mapped_peak = atomic_load(&ma_os_stats.mapped_peak);

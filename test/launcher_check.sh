@@ -1,6 +1,6 @@
 #!/bin/sh
 # launcher_check.sh LAUNCHER LIBRARY: the launcher's usage errors, --help,
-# LD_PRELOAD handling (prepends, keeps what was there) and --stats.
+# LD_PRELOAD handling (prepends, keeps what was there), --stats and --profile.
 set -u
 launcher=$1 lib=$2
 fails=0
@@ -19,6 +19,13 @@ got=$(LD_PRELOAD=/nonexistent/keep.so "$launcher" sh -c 'echo "$LD_PRELOAD"' 2>/
 case $got in *:/nonexistent/keep.so) ;; *) fail "existing LD_PRELOAD lost: '$got'" ;; esac
 got=$("$launcher" --stats sh -c 'echo "$MAPALLOC_SHOW_STATS"' 2>/dev/null)
 [ "$got" = 1 ] || fail "--stats: MAPALLOC_SHOW_STATS='$got'"
+got=$("$launcher" --profile /tmp/x.%p.pb.gz sh -c 'echo "$MAPALLOC_PROFILE"' 2>/dev/null)
+[ "$got" = /tmp/x.%p.pb.gz ] || fail "--profile: MAPALLOC_PROFILE='$got'"
+got=$("$launcher" --profile=rel.heap --stats sh -c 'echo "$MAPALLOC_PROFILE $MAPALLOC_SHOW_STATS"' 2>/dev/null)
+[ "$got" = "rel.heap 1" ] || fail "--profile=FILE --stats: '$got'"
+out=$("$launcher" --profile 2>&1) && fail "--profile without a file: exit status 0"
+case $out in *"--profile needs a file name"*) ;; *) fail "--profile without a file: message: $out" ;; esac
+"$launcher" --help | grep -q -- "--profile FILE" || fail "--help does not mention --profile"
 "$launcher" sh -c 'exit 3'; [ $? -eq 3 ] || fail "exit status not passed on"
 "$launcher" true || fail "'true' under the launcher"
 
