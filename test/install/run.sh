@@ -20,7 +20,8 @@ soname=$(readelf -d "$prefix/lib/libmapalloc.so" | sed -n 's/.*SONAME.*\[\(.*\)\
 test -e "$prefix/lib/$soname"
 
 # The installed launcher preloads the installed library.
-"$prefix/bin/mapalloc" sh -c 'echo "$LD_PRELOAD"' | grep -qx "$prefix/lib/libmapalloc.so"
+preload=$("$prefix/bin/mapalloc" sh -c 'echo "$LD_PRELOAD"')
+test "$preload" = "$prefix/lib/libmapalloc.so"
 "$prefix/bin/mapalloc" true
 
 # pkg-config: shared, then static.
@@ -29,7 +30,8 @@ pkg-config --exists --print-errors mapalloc
 "$cc" -Wall -Werror $(pkg-config --cflags mapalloc) "$here/consumer.c" \
     -o "$tmp/consumer_pc" $(pkg-config --libs mapalloc)
 LD_LIBRARY_PATH="$prefix/lib" "$tmp/consumer_pc"
-LD_LIBRARY_PATH="$prefix/lib" ldd "$tmp/consumer_pc" | grep -q "$prefix/lib/libmapalloc.so"
+deps=$(LD_LIBRARY_PATH="$prefix/lib" ldd "$tmp/consumer_pc")
+case $deps in *"$prefix/lib/libmapalloc.so"*) ;; *) echo "ldd: $deps"; exit 1 ;; esac
 "$cc" -Wall -Werror $(pkg-config --cflags mapalloc) "$here/consumer.c" \
     -o "$tmp/consumer_pc_static" \
     $(pkg-config --static --libs mapalloc | sed 's/-lmapalloc/-l:libmapalloc.a/')
