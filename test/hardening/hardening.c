@@ -162,15 +162,20 @@ static void test_fills(void)
     size_t u = ma_usable_size(p);
     if (debug)
         CHECK(all_bytes(p, u, 0xAA));
+    memset(p, 0x33, u);
     ma_free(p);
     /* Reading a freed block is what the test is about: the first word is
      * a link or a tag, the rest up to the usable size the free fill: all
-     * of it in DEBUG; in SECURE bytes 8 to 24 and the last 16. The canary
-     * beyond stays (it is never the fill). */
+     * of it in DEBUG; in SECURE bytes 8 to 24 and the last 16, the middle
+     * left as the program wrote it; in the default mode nothing but the
+     * link is written. The canary beyond stays (it is never the fill). */
     if (debug)
         CHECK(all_bytes(p + 8, u - 8, 0xDD));
     else if (secure)
-        CHECK(all_bytes(p + 8, 16, 0xDD) && all_bytes(p + u - 16, 16, 0xDD));
+        CHECK(all_bytes(p + 8, 16, 0xDD) && all_bytes(p + 24, u - 40, 0x33) &&
+              all_bytes(p + u - 16, 16, 0xDD));
+    else
+        CHECK(all_bytes(p + 8, u - 8, 0x33));
     if (secure)
         CHECK(p[u] != 0xDD);
     unsigned char *z = ma_calloc(1, 100);
@@ -183,7 +188,9 @@ static void test_fills(void)
     ma_free(big);
 }
 
-/* MAPALLOC_SECURE shuffles the blocks of each page. */
+/* MAPALLOC_SECURE shuffles the blocks of each page; the other modes carve
+ * them in address order (but for the few blocks earlier tests freed, which
+ * come first), which shows that the count below can tell the two apart. */
 static void test_shuffle(void)
 {
     puts("-- shuffle");
@@ -198,15 +205,17 @@ static void test_shuffle(void)
     printf("%d of %d in ascending order\n", ascending, N - 1);
     if (secure)
         CHECK(ascending < N - 8);
+    else
+        CHECK(ascending >= N - 8);
     for (int i = 0; i < N; i++)
         ma_free(b[i]);
 }
 
 /* MAPALLOC_SECURE holds a freed block back for the thread's next 64
  * frees: with no free in between, no malloc hands it out again, however
- * many pages of its class run dry meanwhile. Without the quarantine it
- * would wait only until its page's free list ran dry: its page is full,
- * so within one page's worth of mallocs. */
+ * many pages of its class run dry meanwhile. Without the quarantine (the
+ * other modes) it waits only until its page's free list runs dry: its
+ * page is full, so it comes back within one page's worth of mallocs. */
 static void test_quarantine(void)
 {
     puts("-- quarantine");
@@ -224,6 +233,8 @@ static void test_quarantine(void)
     printf("freed block handed out again %d time(s) in %d mallocs\n", back, N);
     if (secure)
         CHECK_EQ_U(back, 0);
+    else
+        CHECK_EQ_U(back, 1);
     for (int i = 0; i < N; i++) {
         if (i != N / 2)
             ma_free(v[i]);
