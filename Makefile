@@ -39,6 +39,9 @@ run: all
 
 install: all
 	$(CMAKE) --install $(BUILD) --prefix $(PREFIX)
+	@echo "make install: a program linked with -lmapalloc finds $(PREFIX)/lib/libmapalloc.so.0"
+	@echo "  through the rpath pkg-config's Libs add, or LD_LIBRARY_PATH, or (system prefix) after ldconfig:"
+	@echo "  README.md, 'Linking against an install'"
 
 bench: all
 	@test -f bench/run.sh || { echo "make bench: bench/run.sh is missing" >&2; exit 1; }
