@@ -33,9 +33,6 @@
 #ifndef MA_DEBUG
 #define MA_DEBUG 0
 #endif
-#ifndef MA_OVERRIDE
-#define MA_OVERRIDE 0
-#endif
 #ifndef MA_HAVE_VALGRIND  /* <valgrind/valgrind.h> found by CMake */
 #define MA_HAVE_VALGRIND 0
 #endif
@@ -390,7 +387,6 @@ typedef enum {
     MA_OPT_PURGE_FREE,       /* MADV_FREE instead of MADV_DONTNEED */
     MA_OPT_DIRTY_MAX_MB,     /* purge at once when more than this is dirty */
     MA_OPT_LARGE_CACHE_MB,   /* freed large mappings kept for reuse, at most */
-    MA_OPT_VERBOSE,          /* warnings and notes on stderr */
     MA_OPT_PURGER,           /* a background thread purges (purger.c) */
     MA_OPT_SECURE,           /* hardening: guards, canaries, quarantine (check.c) */
     MA_OPT_DEBUG,            /* debugging: fills, leak report at exit (check.c) */

@@ -20,7 +20,6 @@ static const option_desc_t option_table[MA_OPT_COUNT] = {
     [MA_OPT_PURGE_FREE] = {"MAPALLOC_PURGE_FREE", 0, 0, 1},
     [MA_OPT_DIRTY_MAX_MB] = {"MAPALLOC_DIRTY_MAX_MB", 32, 0, 1 << 20},
     [MA_OPT_LARGE_CACHE_MB] = {"MAPALLOC_LARGE_CACHE_MB", 64, 0, 1 << 20},
-    [MA_OPT_VERBOSE] = {"MAPALLOC_VERBOSE", 0, 0, 1},
     [MA_OPT_PURGER] = {"MAPALLOC_PURGER", 1, 0, 1},
     [MA_OPT_SECURE] = {"MAPALLOC_SECURE", 0, 0, 1},
     [MA_OPT_DEBUG] = {"MAPALLOC_DEBUG", 0, 0, 1},

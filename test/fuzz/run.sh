@@ -26,7 +26,7 @@ sources=$(ls "$src"/src/*.c | grep -v '/override\.c$')
 "$clang" -std=gnu11 -O1 -g -Wall -Wextra -fno-omit-frame-pointer \
     -fsanitize=fuzzer,address -fvisibility=hidden -fno-builtin-malloc \
     -fno-builtin-calloc -fno-builtin-realloc -fno-builtin-free \
-    -DMA_OVERRIDE=0 -DMA_DEBUG=1 -I"$src/include" -I"$src/src" \
+    -DMA_DEBUG=1 -I"$src/include" -I"$src/src" \
     "$src/test/fuzz/fuzz_alloc.c" $sources -lpthread -o "$build/fuzz_alloc" || exit 1
 first=$((seconds * 3 / 5))
 rest=$((seconds - first))
