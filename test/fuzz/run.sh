@@ -41,7 +41,8 @@ run() {
     # -rss_limit_mb: blocks of up to 4 MiB in 64 slots, plus ASan's shadow
     status=0
     "$build/fuzz_alloc" -seed="$1" -max_total_time="$2" -rss_limit_mb=4096 \
-        -max_len=2048 -len_control=0 -print_final_stats=1 >"$log" 2>&1 || status=$?
+        -max_len=2048 -len_control=0 -print_final_stats=1 -artifact_prefix="$build/" \
+        >"$log" 2>&1 || status=$?
     tail -n 25 "$log"
     echo "(fuzz_alloc exit status $status; whole output in $log)"
     return $status
