@@ -20,6 +20,23 @@ got=$(LD_PRELOAD=/nonexistent/keep.so "$launcher" sh -c 'echo "$LD_PRELOAD"' 2>/
 case $got in *:/nonexistent/keep.so) ;; *) fail "existing LD_PRELOAD lost: '$got'" ;; esac
 got=$("$launcher" --stats sh -c 'echo "$MAPALLOC_SHOW_STATS"' 2>/dev/null)
 [ "$got" = 1 ] || fail "--stats: MAPALLOC_SHOW_STATS='$got'"
+got=$("$launcher" --stats=full sh -c 'echo "$MAPALLOC_SHOW_STATS"' 2>/dev/null)
+[ "$got" = 2 ] || fail "--stats=full: MAPALLOC_SHOW_STATS='$got'"
+got=$(MAPALLOC_SHOW_STATS=0 "$launcher" --stats-file=/tmp/x.%p sh -c 'echo "$MAPALLOC_SHOW_STATS $MAPALLOC_STATS_FILE"' 2>/dev/null)
+[ "$got" = "1 /tmp/x.%p" ] || fail "--stats-file: '$got'"
+got=$("$launcher" --stats=full --stats-file=/tmp/y sh -c 'echo "$MAPALLOC_SHOW_STATS $MAPALLOC_STATS_FILE"' 2>/dev/null)
+[ "$got" = "2 /tmp/y" ] || fail "--stats=full --stats-file: '$got'"
+# The report itself, into a file named by process id.
+dir=$(mktemp -d "${TMPDIR:-/tmp}/mapalloc-launcher.XXXXXX")
+# (bash: dash leaves through _exit, which runs no destructor, so no report)
+if command -v bash >/dev/null 2>&1; then
+    "$launcher" --stats-file="$dir/r.%p" bash -c 'echo $$ >"$1"' bash "$dir/pid"
+    pid=$(cat "$dir/pid")
+    first=$(head -n 1 "$dir/r.$pid" 2>/dev/null)
+    [ "$first" = "mapalloc: statistics of process $pid (bash)" ] ||
+        fail "--stats-file: no report in $dir/r.$pid: $(ls "$dir")"
+fi
+rm -rf "$dir"
 "$launcher" sh -c 'exit 3'; [ $? -eq 3 ] || fail "exit status not passed on"
 "$launcher" true || fail "'true' under the launcher"
 
