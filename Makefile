@@ -1,7 +1,8 @@
 # Thin wrapper around cmake and ctest; all the logic is in CMakeLists.txt.
 #   make                  configure build/ and build everything
-#   make test             build, then run every test (ctest)
-#   make run              build, then run the main job under mapalloc
+#   make test             build, then run every test (ctest, JOBS at once: one per core)
+#   make run [STATS=full] build, then run the main job with glibc's malloc and
+#                         with mapalloc: same output? time, peak RSS, statistics
 #   make install          build, then install into PREFIX (/usr/local)
 #   make bench [QUICK=1]  build, then bash bench/run.sh
 #   make debug            build build-debug/ with CMAKE_BUILD_TYPE=Debug
@@ -32,13 +33,17 @@ $(BUILD)/CMakeCache.txt:
 	$(CMAKE) -S . -B $(BUILD) $(CMAKE_ARGS)
 
 test: all
-	$(CTEST) --test-dir $(BUILD) --output-on-failure -j2 --timeout 300
+	$(CTEST) --test-dir $(BUILD) --output-on-failure -j$(JOBS) --timeout 300
 
 run: all
-	$(BUILD)/mapalloc --stats env PYTHONMALLOC=malloc $(PYTHON) examples/workload.py
+	@$(PYTHON) tools/compare.py --lib $(BUILD)/libmapalloc.so $(if $(filter full,$(STATS)),--stats=full) \
+	    -- env PYTHONMALLOC=malloc PYTHONHASHSEED=0 $(PYTHON) examples/workload.py
 
 install: all
 	$(CMAKE) --install $(BUILD) --prefix $(PREFIX)
+	@echo "make install: a program linked with -lmapalloc finds $(PREFIX)/lib/libmapalloc.so.0"
+	@echo "  through the rpath pkg-config's Libs add, or LD_LIBRARY_PATH, or (system prefix) after ldconfig:"
+	@echo "  README.md, 'Linking against an install'"
 
 bench: all
 	@test -f bench/run.sh || { echo "make bench: bench/run.sh is missing" >&2; exit 1; }

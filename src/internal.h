@@ -33,9 +33,6 @@
 #ifndef MA_DEBUG
 #define MA_DEBUG 0
 #endif
-#ifndef MA_OVERRIDE
-#define MA_OVERRIDE 0
-#endif
 #ifndef MA_HAVE_VALGRIND  /* <valgrind/valgrind.h> found by CMake */
 #define MA_HAVE_VALGRIND 0
 #endif
@@ -346,8 +343,12 @@ MA_HIDDEN bool ma_os_shrink(void *p, size_t old_size, size_t new_size);
 MA_HIDDEN uint64_t ma_os_now_ms(void);
 MA_HIDDEN uintptr_t ma_os_random(void);
 MA_HIDDEN const char *ma_os_getenv(const char *name);
+MA_HIDDEN const char *ma_os_env_at(size_t i);   /* environ[i], NULL past the end */
+MA_HIDDEN const char *ma_os_program_name(void); /* argv[0]'s last part, or "" */
 MA_HIDDEN void ma_os_write_err(const char *s, size_t n);
 MA_HIDDEN void ma_os_keep_stderr(void);
+MA_HIDDEN int ma_os_file_append(const char *path);  /* O_APPEND|O_CREAT, or -1 */
+MA_HIDDEN void ma_os_write_fd(int fd, const char *s, size_t n);
 MA_HIDDEN void ma_os_purge_mode(bool use_free);
 /* Called when the kernel refuses a mapping (ENOMEM): releases what memory
  * it can and returns whether it did, and the mapping is tried once more.
@@ -416,12 +417,11 @@ MA_HIDDEN const char *ma_diag_errno_name(int err);   /* "EACCES", ..., or NULL *
 
 /* ---- options.c ---------------------------------------------------------- */
 typedef enum {
-    MA_OPT_SHOW_STATS,       /* print statistics at exit */
+    MA_OPT_SHOW_STATS,       /* statistics at exit: 1 the report, 2 with classes */
     MA_OPT_PURGE_DELAY_MS,   /* empty pages are purged after this long; <0 never */
     MA_OPT_PURGE_FREE,       /* MADV_FREE instead of MADV_DONTNEED */
     MA_OPT_DIRTY_MAX_MB,     /* purge at once when more than this is dirty */
     MA_OPT_LARGE_CACHE_MB,   /* freed large mappings kept for reuse, at most */
-    MA_OPT_VERBOSE,          /* warnings and notes on stderr */
     MA_OPT_PURGER,           /* a background thread purges (purger.c) */
     MA_OPT_SECURE,           /* hardening: guards, canaries, quarantine (check.c) */
     MA_OPT_DEBUG,            /* debugging: fills, leak report at exit (check.c) */
@@ -434,6 +434,7 @@ MA_HIDDEN long ma_option(ma_option_t o);
 /* MAPALLOC_PROFILE as it was at start-up (absolute), or NULL: a copy, as
  * the program may change its environment. */
 MA_HIDDEN const char *ma_option_profile_file(void);
+MA_HIDDEN const char *ma_options_stats_file(void);  /* MAPALLOC_STATS_FILE, or NULL */
 
 /* ---- sizeclass.c -------------------------------------------------------- */
 MA_HIDDEN void ma_sizeclass_init(void);

@@ -1,10 +1,11 @@
 /* os_linux.c - the OS contract on Linux: the only file that calls mmap,
- * munmap, madvise, mremap, mprotect, mincore, getenv, getrandom and
- * futex, that talks to valgrind, and that knows glibc's internals we lean
- * on (its stdio list lock, whether the process is single-threaded); the
- * only one that opens, reads and writes files (the heap profile,
- * /proc/self/maps) and, for heaps in files (fixed.c, fileheap.c), locks,
- * grows, maps MAP_SHARED, syncs and closes them.
+ * munmap, madvise, mremap, mprotect, mincore, getenv (and reads environ),
+ * getrandom and futex, that talks to valgrind, and that knows glibc's
+ * internals we lean on (its stdio list lock, whether the process is
+ * single-threaded); the only one that opens, reads and writes files (the
+ * heap profile, the statistics file, /proc/self/maps) and, for heaps in
+ * files (fixed.c, fileheap.c), locks, grows, maps MAP_SHARED, syncs and
+ * closes them.
  *
  * ENOMEM from the kernel is an ordinary failure (NULL back to the caller);
  * any other error on unmap or purge means our bookkeeping is wrong, which is
@@ -322,6 +323,44 @@ uintptr_t ma_os_random(void) {
 }
 
 const char *ma_os_getenv(const char *name) { return getenv(name); }
+
+/* The i-th "NAME=value" of the environment, or NULL past its end. */
+const char *ma_os_env_at(size_t i) {
+    extern char **environ;
+    char **env = environ;
+    if (!env) return NULL;
+    for (size_t k = 0; k < i; k++)
+        if (!env[k]) return NULL;
+    return env[i];
+}
+
+/* The program's name as glibc took it from argv[0] at start-up (a pointer
+ * into argv: nothing is allocated); "" if unknown. */
+const char *ma_os_program_name(void) {
+    return program_invocation_short_name ? program_invocation_short_name : "";
+}
+
+/* For the statistics report: a file opened for appending, or -1 (errno). */
+int ma_os_file_append(const char *path) {
+    int fd;
+    do {
+        fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    } while (fd < 0 && errno == EINTR);
+    return fd;
+}
+
+/* All of s to fd, or as much as the kernel takes (errors are dropped). */
+void ma_os_write_fd(int fd, const char *s, size_t n) {
+    while (n > 0) {
+        ssize_t w = write(fd, s, n);
+        if (w <= 0) {
+            if (w < 0 && errno == EINTR) continue;
+            return;
+        }
+        s += w;
+        n -= (size_t)w;
+    }
+}
 
 /* A copy of stderr taken at start-up, for the report at exit: programs
  * such as coreutils close fd 2 before the library's destructor runs. */

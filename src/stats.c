@@ -1,5 +1,10 @@
 /* stats.c - the figures behind ma_stats_get, malloc_stats and the report
- * printed at exit with MAPALLOC_SHOW_STATS=1.
+ * printed at exit with MAPALLOC_SHOW_STATS=1 (2: with a line per size
+ * class), on stderr or appended to MAPALLOC_STATS_FILE (%p: the process id,
+ * %n: the program's name). Each process that exits prints its own report,
+ * headed by its id and name; a report goes out in as few writes as its
+ * buffer allows (one, without the class table), so that reports of
+ * processes exiting together do not interleave line by line.
  *
  * Nothing is counted on the fast paths: a page's `allocs` counter is the
  * fast path's own bookkeeping, folded into its heap when the page is given
@@ -67,14 +72,37 @@ void ma_stats_get(ma_stats_t *out) {
     gather(out, &f);
 }
 
-static void line(const char *key, uint64_t v) {
+/* A report being written: lines gather in `data` and go to `fd` (-1:
+ * stderr, through diag.c) when it is full and at the end. */
+typedef struct report_s {
+    int fd;
+    size_t len;
+    char data[4096];
+} report_t;
+
+static void report_flush(report_t *r) {
+    if (r->len == 0) return;
+    if (r->fd >= 0) ma_os_write_fd(r->fd, r->data, r->len);
+    else ma_os_write_err(r->data, r->len);
+    r->len = 0;
+}
+
+/* Moves the line built in b into the report. */
+static void emit(report_t *r, ma_buf_t *b) {
+    if (r->len + b->len > sizeof r->data) report_flush(r);
+    memcpy(r->data + r->len, b->data, b->len);
+    r->len += b->len;
+    b->len = 0;
+}
+
+static void line(report_t *r, const char *key, uint64_t v) {
     ma_buf_t b = {.len = 0};
     ma_buf_str(&b, "mapalloc: ");
     ma_buf_str(&b, key);
     ma_buf_str(&b, ": ");
     ma_buf_u64(&b, v);
     ma_buf_str(&b, "\n");
-    ma_buf_flush(&b);
+    emit(r, &b);
 }
 
 static void pad_u64(ma_buf_t *b, uint64_t v, size_t width) {
@@ -85,38 +113,41 @@ static void pad_u64(ma_buf_t *b, uint64_t v, size_t width) {
     ma_buf_str(b, tmp.data);
 }
 
-/* With cancellation disabled: write(2) is a cancellation point, and a
- * thread cancelled there would leave half a report (glibc does the same).
- * No lock is held while it writes. */
-void ma_stats_print(void) {
-    int cancel_state;
-    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel_state);
-    ma_process_init();
+/* The report: a header naming the process, the figures, and with
+ * `classes` a line per size class that was used. */
+static void report(report_t *r, bool classes) {
     ma_stats_t st;
     class_figures_t f;
     gather(&st, &f);
     ma_buf_t b = {.len = 0};
     ma_buf_str(&b, "mapalloc: statistics of process ");
     ma_buf_u64(&b, (uint64_t)getpid());
+    const char *name = ma_os_program_name();
+    if (*name) {
+        ma_buf_str(&b, " (");
+        ma_buf_str(&b, name);
+        ma_buf_str(&b, ")");
+    }
     ma_buf_str(&b, "\n");
-    ma_buf_flush(&b);
-    line("blocks allocated", st.blocks_allocated);
-    line("bytes allocated", st.bytes_allocated);
-    line("blocks in use", st.blocks_in_use);
-    line("bytes in use", st.bytes_in_use);
-    line("peak bytes in pages and large blocks", st.bytes_in_use_peak);
-    line("large blocks in use", st.large_in_use);
-    line("os mapped bytes", st.os_mapped);
-    line("os mapped peak bytes", st.os_mapped_peak);
-    line("os committed bytes", st.os_committed);
-    line("os released bytes", st.os_released);
-    line("os mmap calls", st.mmap_calls);
-    line("os munmap calls", st.munmap_calls);
-    line("os madvise calls", st.madvise_calls);
-    line("os mremap calls", st.mremap_calls);
-    line("thread heaps", st.threads_seen);
+    emit(r, &b);
+    line(r, "blocks allocated", st.blocks_allocated);
+    line(r, "bytes allocated", st.bytes_allocated);
+    line(r, "blocks in use", st.blocks_in_use);
+    line(r, "bytes in use", st.bytes_in_use);
+    line(r, "peak bytes in pages and large blocks", st.bytes_in_use_peak);
+    line(r, "large blocks in use", st.large_in_use);
+    line(r, "os mapped bytes", st.os_mapped);
+    line(r, "os mapped peak bytes", st.os_mapped_peak);
+    line(r, "os committed bytes", st.os_committed);
+    line(r, "os released bytes", st.os_released);
+    line(r, "os mmap calls", st.mmap_calls);
+    line(r, "os munmap calls", st.munmap_calls);
+    line(r, "os madvise calls", st.madvise_calls);
+    line(r, "os mremap calls", st.mremap_calls);
+    line(r, "thread heaps", st.threads_seen);
+    if (!classes) return;
     ma_buf_str(&b, "mapalloc: class  block-size  allocated-blocks  in-use-blocks  pages\n");
-    ma_buf_flush(&b);
+    emit(r, &b);
     for (unsigned c = 1; c < MA_CLASS_COUNT; c++) {
         if (f.allocs[c] == 0 && f.pages[c] == 0) continue;
         ma_buf_str(&b, "mapalloc: ");
@@ -126,8 +157,21 @@ void ma_stats_print(void) {
         pad_u64(&b, f.live[c], 15);
         pad_u64(&b, f.pages[c], 7);
         ma_buf_str(&b, "\n");
-        ma_buf_flush(&b);
+        emit(r, &b);
     }
+}
+
+/* malloc_stats and ma_stats_print: the whole report on stderr. With
+ * cancellation disabled: write(2) is a cancellation point, and a thread
+ * cancelled there would leave half a report (glibc does the same). No
+ * lock is held while it writes. */
+void ma_stats_print(void) {
+    int cancel_state;
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel_state);
+    ma_process_init();
+    report_t r = {.fd = -1, .len = 0};
+    report(&r, true);
+    report_flush(&r);
     pthread_setcancelstate(cancel_state, NULL);
 }
 
@@ -207,7 +251,46 @@ void ma_stats_xml(ma_stats_write_fn *write, void *arg) {
     xml_text(&x, "</malloc>\n");
 }
 
-void ma_stats_at_exit(void) { ma_stats_print(); }
+/* The pattern of MAPALLOC_STATS_FILE with %p (the process id), %n (the
+ * program's name) and %% replaced, into out; false if it does not fit. */
+static bool expand_path(const char *pattern, char *out, size_t size) {
+    ma_buf_t b = {.len = 0};
+    size_t len = 0;
+    for (const char *c = pattern; *c; c++) {
+        if (c[0] == '%' && c[1] == 'p') {
+            ma_buf_u64(&b, (uint64_t)getpid());
+            c++;
+        } else if (c[0] == '%' && c[1] == 'n') {
+            ma_buf_str(&b, ma_os_program_name());
+            c++;
+        } else {
+            if (c[0] == '%' && c[1] == '%') c++;
+            char one[2] = {*c, '\0'};
+            ma_buf_str(&b, one);
+        }
+        if (len + b.len >= size) return false;
+        memcpy(out + len, b.data, b.len);
+        len += b.len;
+        b.len = 0;
+    }
+    out[len] = '\0';
+    return true;
+}
+
+/* MAPALLOC_SHOW_STATS at exit: to MAPALLOC_STATS_FILE if it is set and
+ * opens, else (with a warning when it does not) to stderr. */
+void ma_stats_at_exit(void) {
+    report_t r = {.fd = -1, .len = 0};
+    const char *pattern = ma_options_stats_file();
+    if (pattern) {
+        char path[4096];
+        if (expand_path(pattern, path, sizeof path)) r.fd = ma_os_file_append(path);
+        if (r.fd < 0) ma_diag_warn("cannot open MAPALLOC_STATS_FILE, the report goes to stderr: ", pattern);
+    }
+    report(&r, ma_option(MA_OPT_SHOW_STATS) >= 2);
+    report_flush(&r);
+    if (r.fd >= 0) ma_os_file_close(r.fd);
+}
 
 int ma_trim(size_t pad) {
     (void)pad;

@@ -9,7 +9,8 @@ fail() { echo "FAIL: $*" >&2; fails=$((fails + 1)); }
 out=$("$launcher" 2>&1) && fail "no program: exit status 0"
 case $out in *"no program given"*) ;; *) fail "no program: message: $out" ;; esac
 "$launcher" --bogus true 2>/dev/null && fail "unknown option accepted"
-"$launcher" --help | grep -q "usage: mapalloc" || fail "--help"
+out=$("$launcher" --help) || fail "--help: exit status $?"
+case $out in "usage: mapalloc"*) ;; *) fail "--help: $out" ;; esac
 
 # Compare with the real file: build/libmapalloc.so is a link to it.
 want=$(readlink -f "$lib")
@@ -26,6 +27,23 @@ got=$("$launcher" --profile=rel.heap --stats sh -c 'echo "$MAPALLOC_PROFILE $MAP
 out=$("$launcher" --profile 2>&1) && fail "--profile without a file: exit status 0"
 case $out in *"--profile needs a file name"*) ;; *) fail "--profile without a file: message: $out" ;; esac
 "$launcher" --help | grep -q -- "--profile FILE" || fail "--help does not mention --profile"
+got=$("$launcher" --stats=full sh -c 'echo "$MAPALLOC_SHOW_STATS"' 2>/dev/null)
+[ "$got" = 2 ] || fail "--stats=full: MAPALLOC_SHOW_STATS='$got'"
+got=$(MAPALLOC_SHOW_STATS=0 "$launcher" --stats-file=/tmp/x.%p sh -c 'echo "$MAPALLOC_SHOW_STATS $MAPALLOC_STATS_FILE"' 2>/dev/null)
+[ "$got" = "1 /tmp/x.%p" ] || fail "--stats-file: '$got'"
+got=$("$launcher" --stats=full --stats-file=/tmp/y sh -c 'echo "$MAPALLOC_SHOW_STATS $MAPALLOC_STATS_FILE"' 2>/dev/null)
+[ "$got" = "2 /tmp/y" ] || fail "--stats=full --stats-file: '$got'"
+# The report itself, into a file named by process id.
+dir=$(mktemp -d "${TMPDIR:-/tmp}/mapalloc-launcher.XXXXXX")
+# (bash: dash leaves through _exit, which runs no destructor, so no report)
+if command -v bash >/dev/null 2>&1; then
+    "$launcher" --stats-file="$dir/r.%p" bash -c 'echo $$ >"$1"' bash "$dir/pid"
+    pid=$(cat "$dir/pid")
+    first=$(head -n 1 "$dir/r.$pid" 2>/dev/null)
+    [ "$first" = "mapalloc: statistics of process $pid (bash)" ] ||
+        fail "--stats-file: no report in $dir/r.$pid: $(ls "$dir")"
+fi
+rm -rf "$dir"
 "$launcher" sh -c 'exit 3'; [ $? -eq 3 ] || fail "exit status not passed on"
 "$launcher" true || fail "'true' under the launcher"
 

@@ -9,6 +9,9 @@
  * slots are the interval set), and must have their alignment. After each
  * input everything is freed and ma_check() must find nothing wrong. Any
  * failure aborts, which libFuzzer reports with the input.
+ *
+ * FUZZ_ALLOC_MUST_CRASH=1 in the environment aborts on the first input:
+ * run.sh checks with it that a crash makes the test fail.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -252,6 +255,13 @@ static void run_op(struct input *in)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+    static int must_crash = -1;
+    if (must_crash < 0) {
+        const char *e = getenv("FUZZ_ALLOC_MUST_CRASH");
+        must_crash = e && strcmp(e, "1") == 0;
+    }
+    if (must_crash)
+        fail("FUZZ_ALLOC_MUST_CRASH=1", -1);
     struct input in = {data, size};
     while (in.left > 0)
         run_op(&in);

@@ -6,6 +6,7 @@
  *                      each combination)
  *   hardening leak     leaks a few blocks and exits (the leak report test
  *                      runs itself this way, with MAPALLOC_DEBUG=1)
+ *   hardening waf      writes to a freed block and exits (likewise)
  *
  * It runs on the ma_ build: the C library's malloc (stdio, the harness)
  * stays out of mapalloc's figures.
@@ -162,15 +163,20 @@ static void test_fills(void)
     size_t u = ma_usable_size(p);
     if (debug)
         CHECK(all_bytes(p, u, 0xAA));
+    memset(p, 0x33, u);
     ma_free(p);
     /* Reading a freed block is what the test is about: the first word is
      * a link or a tag, the rest up to the usable size the free fill: all
-     * of it in DEBUG; in SECURE bytes 8 to 24 and the last 16. The canary
-     * beyond stays (it is never the fill). */
+     * of it in DEBUG; in SECURE bytes 8 to 24 and the last 16, the middle
+     * left as the program wrote it; in the default mode nothing but the
+     * link is written. The canary beyond stays (it is never the fill). */
     if (debug)
         CHECK(all_bytes(p + 8, u - 8, 0xDD));
     else if (secure)
-        CHECK(all_bytes(p + 8, 16, 0xDD) && all_bytes(p + u - 16, 16, 0xDD));
+        CHECK(all_bytes(p + 8, 16, 0xDD) && all_bytes(p + 24, u - 40, 0x33) &&
+              all_bytes(p + u - 16, 16, 0xDD));
+    else
+        CHECK(all_bytes(p + 8, u - 8, 0x33));
     if (secure)
         CHECK(p[u] != 0xDD);
     unsigned char *z = ma_calloc(1, 100);
@@ -183,7 +189,9 @@ static void test_fills(void)
     ma_free(big);
 }
 
-/* MAPALLOC_SECURE shuffles the blocks of each page. */
+/* MAPALLOC_SECURE shuffles the blocks of each page; the other modes carve
+ * them in address order (but for the few blocks earlier tests freed, which
+ * come first), which shows that the count below can tell the two apart. */
 static void test_shuffle(void)
 {
     puts("-- shuffle");
@@ -198,15 +206,17 @@ static void test_shuffle(void)
     printf("%d of %d in ascending order\n", ascending, N - 1);
     if (secure)
         CHECK(ascending < N - 8);
+    else
+        CHECK(ascending >= N - 8);
     for (int i = 0; i < N; i++)
         ma_free(b[i]);
 }
 
 /* MAPALLOC_SECURE holds a freed block back for the thread's next 64
  * frees: with no free in between, no malloc hands it out again, however
- * many pages of its class run dry meanwhile. Without the quarantine it
- * would wait only until its page's free list ran dry: its page is full,
- * so within one page's worth of mallocs. */
+ * many pages of its class run dry meanwhile. Without the quarantine (the
+ * other modes) it waits only until its page's free list runs dry: its
+ * page is full, so it comes back within one page's worth of mallocs. */
 static void test_quarantine(void)
 {
     puts("-- quarantine");
@@ -224,6 +234,8 @@ static void test_quarantine(void)
     printf("freed block handed out again %d time(s) in %d mallocs\n", back, N);
     if (secure)
         CHECK_EQ_U(back, 0);
+    else
+        CHECK_EQ_U(back, 1);
     for (int i = 0; i < N; i++) {
         if (i != N / 2)
             ma_free(v[i]);
@@ -375,13 +387,24 @@ static void leak_child(void)
     exit(0);
 }
 
-/* MAPALLOC_DEBUG=1 prints what is still allocated at exit. */
-static void test_leak_report(const char *self)
+/* MAPALLOC_DEBUG: a write after free of a block that nothing hands out
+ * again is reported at exit by ma_check(), on a line of its own, and the
+ * program's exit status stays its own (README's misuse table). */
+static void waf_child(void)
 {
-    puts("-- leak report");
+    unsigned char *p = ma_malloc(48);
+    ma_free(p);
+    p[30] = 'B';
+    exit(0);
+}
+
+/* Runs this program again as `self mode` with MAPALLOC_DEBUG=1 alone; its
+ * stderr goes into text (NUL-terminated); returns its wait status. */
+static int run_child(const char *self, const char *mode, char *text, size_t size)
+{
     int err[2];
     if (!CHECK(pipe(err) == 0))
-        return;
+        return -1;
     pid_t pid = fork();
     if (pid == 0) {
         dup2(err[1], 2);
@@ -389,19 +412,27 @@ static void test_leak_report(const char *self)
         close(err[1]);
         setenv("MAPALLOC_DEBUG", "1", 1);
         setenv("MAPALLOC_SECURE", "0", 1);
-        execl(self, self, "leak", (char *)NULL);
+        execl(self, self, mode, (char *)NULL);
         _exit(127);
     }
     close(err[1]);
-    char text[8192];
     size_t len = 0;
     ssize_t r;
-    while ((r = read(err[0], text + len, sizeof text - 1 - len)) > 0)
+    while ((r = read(err[0], text + len, size - 1 - len)) > 0)
         len += (size_t)r;
     text[len] = '\0';
     close(err[0]);
     int st = 0;
     waitpid(pid, &st, 0);
+    return st;
+}
+
+/* MAPALLOC_DEBUG=1 prints what is still allocated at exit. */
+static void test_leak_report(const char *self)
+{
+    puts("-- leak report");
+    char text[8192];
+    int st = run_child(self, "leak", text, sizeof text);
     CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
     printf("child's stderr:\n%s", text);
     CHECK(strstr(text, "mapalloc: leak report: 4 blocks (1052752 bytes) in use at exit\n") != NULL);
@@ -409,12 +440,19 @@ static void test_leak_report(const char *self)
     CHECK(strstr(text, "mapalloc: leaked: 1 large blocks of up to 2097151 bytes: 1052608 bytes\n") !=
           NULL);
     CHECK(strstr(text, "mapalloc: check:") == NULL);
+    puts("-- write after free found at exit");
+    st = run_child(self, "waf", text, sizeof text);
+    printf("child's stderr:\n%s", text);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    CHECK(strstr(text, "mapalloc: check: write after free of 0x") != NULL);
 }
 
 int main(int argc, char **argv)
 {
     if (argc == 2 && strcmp(argv[1], "leak") == 0)
         leak_child();
+    if (argc == 2 && strcmp(argv[1], "waf") == 0)
+        waf_child();
     secure = env_on("MAPALLOC_SECURE");
     debug = env_on("MAPALLOC_DEBUG");
     printf("hardening: MAPALLOC_SECURE=%d MAPALLOC_DEBUG=%d\n", secure, debug);

@@ -1,7 +1,9 @@
 #!/bin/sh
 # run.sh CMAKE BUILD_DIR THIS_DIR CC: installs BUILD_DIR into a temporary
 # prefix, then builds test/install/consumer.c against it through pkg-config
-# and through find_package(mapalloc), and runs the programs.
+# and through find_package(mapalloc), and runs the programs without
+# LD_LIBRARY_PATH (pkg-config's Libs and CMake record the library's
+# directory in the program), each checking that its malloc is mapalloc's.
 set -eu
 cmake=$1 build=$2 here=$3 cc=$4
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/mapalloc-install.XXXXXX")
@@ -20,7 +22,8 @@ soname=$(readelf -d "$prefix/lib/libmapalloc.so" | sed -n 's/.*SONAME.*\[\(.*\)\
 test -e "$prefix/lib/$soname"
 
 # The installed launcher preloads the installed library.
-"$prefix/bin/mapalloc" sh -c 'echo "$LD_PRELOAD"' | grep -qx "$prefix/lib/libmapalloc.so"
+preload=$("$prefix/bin/mapalloc" sh -c 'echo "$LD_PRELOAD"')
+test "$preload" = "$prefix/lib/libmapalloc.so"
 "$prefix/bin/mapalloc" true
 
 # pkg-config: shared, then static.
@@ -28,8 +31,25 @@ export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
 pkg-config --exists --print-errors mapalloc
 "$cc" -Wall -Werror $(pkg-config --cflags mapalloc) "$here/consumer.c" \
     -o "$tmp/consumer_pc" $(pkg-config --libs mapalloc)
-LD_LIBRARY_PATH="$prefix/lib" "$tmp/consumer_pc"
-LD_LIBRARY_PATH="$prefix/lib" ldd "$tmp/consumer_pc" | grep -q "$prefix/lib/libmapalloc.so"
+unset LD_LIBRARY_PATH
+"$tmp/consumer_pc"
+deps=$(ldd "$tmp/consumer_pc")
+case $deps in *"$prefix/lib/libmapalloc.so"*) ;; *) echo "ldd: $deps"; exit 1 ;; esac
+# The same without the rpath: the loader does not find the library (what
+# README's "Linking against an install" is about), unless told where.
+"$cc" -Wall -Werror $(pkg-config --cflags mapalloc) "$here/consumer.c" \
+    -o "$tmp/consumer_norpath" -L"$prefix/lib" -lmapalloc
+deps=$(ldd "$tmp/consumer_norpath")
+case $deps in
+*"libmapalloc.so"*"not found"*)
+    if "$tmp/consumer_norpath" 2>/dev/null; then
+        echo "consumer_norpath ran though the loader cannot find libmapalloc.so"
+        exit 1
+    fi ;;
+*) echo "note: a libmapalloc.so is installed where the loader looks: $deps" ;;
+esac
+LD_LIBRARY_PATH="$prefix/lib" "$tmp/consumer_norpath"
+test "$(pkg-config --variable=rpath mapalloc)" = "-Wl,-rpath,$prefix/lib"
 "$cc" -Wall -Werror $(pkg-config --cflags mapalloc) "$here/consumer.c" \
     -o "$tmp/consumer_pc_static" \
     $(pkg-config --static --libs mapalloc | sed 's/-lmapalloc/-l:libmapalloc.a/')
@@ -39,6 +59,6 @@ LD_LIBRARY_PATH="$prefix/lib" ldd "$tmp/consumer_pc" | grep -q "$prefix/lib/libm
 "$cmake" -S "$here/consumer" -B "$tmp/cbuild" -DCMAKE_C_COMPILER="$cc" \
     -DCMAKE_PREFIX_PATH="$prefix"
 "$cmake" --build "$tmp/cbuild"
-LD_LIBRARY_PATH="$prefix/lib" "$tmp/cbuild/consumer_shared"
+"$tmp/cbuild/consumer_shared"
 "$tmp/cbuild/consumer_static"
 echo "ok: install_and_consume"

@@ -14,7 +14,9 @@
  * 1 MiB on ma_heap_new), strdup, free and usable size of heap blocks, visit
  * (exactly the live blocks; early stop), stats, reset, destroy; then, on the
  * fixed kinds, fill to ENOMEM, free all and fill again; then 100 heaps at
- * once with interleaved blocks; and ma_heap_new_in's EINVAL cases.
+ * once with interleaved blocks; and ma_heap_new_in's EINVAL cases; and
+ * that ma_stats_get's cumulative figures never go back when a heap is reset
+ * or destroyed.
  *
  * Built with the ma_ names (A_FREE = ma_free) and, for the drop-in build,
  * with the standard ones (-DUSE_STD=1: free, malloc_usable_size).
@@ -579,6 +581,56 @@ static void test_many_heaps(void)
     arena_close(&a);
 }
 
+/* Process figures that are cumulative (blocks and bytes allocated) may
+ * only grow, whatever happens to the heap whose blocks they counted: pages
+ * with room, full pages, pages emptied by frees, large blocks. */
+static void check_cumulative(const ma_stats_t *before, const char *what)
+{
+    ma_stats_t now;
+    ma_stats_get(&now);
+    if (!CHECK(now.blocks_allocated >= before->blocks_allocated &&
+               now.bytes_allocated >= before->bytes_allocated))
+        printf("  %s: blocks allocated %llu -> %llu, bytes allocated %llu -> %llu\n", what,
+               (unsigned long long)before->blocks_allocated,
+               (unsigned long long)now.blocks_allocated,
+               (unsigned long long)before->bytes_allocated,
+               (unsigned long long)now.bytes_allocated);
+}
+
+static void test_stats_cumulative(void)
+{
+    puts("-- cumulative statistics across ma_heap_reset and ma_heap_destroy");
+    /* 1000-byte blocks: 64 to a page, so 100 fill one page (then in the
+     * heap's full list) and start another; 4000 freed leave empty pages. */
+    static const size_t sizes[] = {1000, 48, 100 * KIB, 5 * MIB};
+    static const int counts[] = {100, 4000, 30, 3};
+    for (int reset = 0; reset < 2; reset++) {
+        for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+            for (int free_some = 0; free_some < 2; free_some++) {
+                ma_heap_t *h = ma_heap_new();
+                CHECK(h != NULL);
+                ma_stats_t before, held;
+                ma_stats_get(&before);
+                static void *v[4000];
+                for (int i = 0; i < counts[s]; i++)
+                    CHECK((v[i] = ma_heap_malloc(h, sizes[s])) != NULL);
+                if (free_some)
+                    for (int i = 0; i < counts[s]; i += 2)
+                        A_FREE(v[i]);
+                ma_stats_get(&held);
+                CHECK(held.blocks_allocated >= before.blocks_allocated + (uint64_t)counts[s]);
+                CHECK(held.bytes_allocated >= before.bytes_allocated + counts[s] * sizes[s]);
+                if (reset) {
+                    ma_heap_reset(h);
+                    check_cumulative(&held, "ma_heap_reset");
+                }
+                ma_heap_destroy(h);
+                check_cumulative(&held, "ma_heap_destroy");
+            }
+        }
+    }
+}
+
 int main(void)
 {
     printf("pools_api: %s\n", A_FLAVOUR);
@@ -586,5 +638,6 @@ int main(void)
         test_kind((enum kind)k);
     test_new_in_errors();
     test_many_heaps();
+    test_stats_cumulative();
     return check_done();
 }

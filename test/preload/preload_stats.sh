@@ -3,7 +3,10 @@
 # the memory came from mapalloc:
 #  - python3 on workload.py: "blocks allocated" > 100000, "os mmap calls" > 0;
 #  - bash -c 'exit 0' prints the report too, and so does coreutils' sort,
-#    which closes stderr before the library's destructor runs.
+#    which closes stderr before the library's destructor runs;
+#  - each process prints its own report, headed with its id and name;
+#    MAPALLOC_STATS_FILE=DIR/stats.%n.%p puts each in a file of its own;
+#  - MAPALLOC_SHOW_STATS=1 prints no line per size class, 2 does.
 #  (dash's `sh -c 'exit 0'` leaves through _exit(), which runs no destructor:
 #  no report there, by design.)
 # Report lines, on stderr: "mapalloc: blocks allocated: <N>",
@@ -68,7 +71,47 @@ grep -q '^mapalloc: blocks allocated:' "$T/sort.ma.err" ||
     fail "sort (closes stderr at exit) under mapalloc printed no report"
 check_format "$T/sort.ma.err"
 
-# 4. The variable off: silence.
+# 4. One report per process, named; with MAPALLOC_STATS_FILE, one file
+# each (%n: the name, %p: the id), nothing on stderr.
+mkdir "$T/reports"
+printf 'b\na\nc\n' | env LD_PRELOAD="$LIB" MAPALLOC_SHOW_STATS=1 \
+    MAPALLOC_STATS_FILE="$T/reports/stats.%n.%p" \
+    bash -c 'sort | cat; true' >"$T/files.out" 2>"$T/files.err"
+[ "$(cat "$T/files.out")" = "$(printf 'a\nb\nc')" ] || fail "sort | cat under mapalloc: wrong output"
+if grep -q '^mapalloc:' "$T/files.err"; then
+    cat "$T/files.err" >&2
+    fail "MAPALLOC_STATS_FILE set, but a report went to stderr"
+fi
+n=0
+for f in "$T"/reports/stats.*; do
+    [ -f "$f" ] || continue
+    n=$((n + 1))
+    base=${f##*/stats.}           # NAME.PID
+    name=${base%.*} pid=${base##*.}
+    head=$(head -n 1 "$f")
+    [ "$head" = "mapalloc: statistics of process $pid ($name)" ] ||
+        fail "$f: report headed '$head', expected process $pid ($name)"
+    [ "$(grep -c '^mapalloc: statistics of process' "$f")" = 1 ] || fail "$f: not one report"
+    check_format "$f"
+done
+ls "$T/reports"
+for name in bash sort cat; do
+    ls "$T"/reports/stats."$name".* >/dev/null 2>&1 || fail "no report file of $name: $(ls "$T/reports")"
+done
+echo "MAPALLOC_STATS_FILE: $n reports, one file per process"
+
+# 5. MAPALLOC_SHOW_STATS=1: the report alone; 2: and a line per size class.
+for level in 1 2; do
+    env LD_PRELOAD="$LIB" MAPALLOC_SHOW_STATS=$level "$PY" -c 'print(len([str(i) for i in range(9999)]))' \
+        >"$T/level.out" 2>"$T/level$level.err"
+    check_format "$T/level$level.err"
+done
+! grep -q '^mapalloc: class  block-size' "$T/level1.err" || fail "MAPALLOC_SHOW_STATS=1 printed the class table"
+grep -q '^mapalloc: class  block-size' "$T/level2.err" || fail "MAPALLOC_SHOW_STATS=2 printed no class table"
+grep -Eq '^mapalloc: +[0-9]+ +[0-9]+ +[0-9]+ +[0-9]+ +[0-9]+$' "$T/level2.err" ||
+    fail "MAPALLOC_SHOW_STATS=2: no line per class"
+
+# 6. The variable off: silence.
 pl_ma_quiet sh -c 'exit 0'
 pl_ma_quiet "$PY" -c 'print(sum(range(1000)))'
 
