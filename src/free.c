@@ -90,8 +90,6 @@ void ma_free(void *p) {
     else free_other(heap, page, p);
 }
 
-void ma_free_local(ma_heap_t *heap, ma_page_t *page, ma_block_t *b) { free_local(heap, page, b); }
-
 /* Another thread's page: the chain head..tail (linked, tail's link to be
  * set here) goes on its thread_free list with one compare-and-swap, or,
  * if the owner parked the page as full, the flag is cleared and the chain
@@ -125,6 +123,11 @@ static void send_chain(ma_page_t *page, ma_block_t *head, ma_block_t *tail) {
             return;
     }
 }
+
+/* A block freed by another thread, back on its page (heap.c drains its
+ * remote list) without the double-free test: its first word is the remote
+ * chain's link, which the test would take for a free block's. */
+void ma_free_local(ma_heap_t *heap, ma_page_t *page, ma_block_t *b) { ma_page_free_push(heap, page, b); }
 
 void ma_free_remote(ma_page_t *page, ma_block_t *b) { send_chain(page, b, b); }
 
