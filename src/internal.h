@@ -143,7 +143,7 @@ typedef struct ma_segment_s {
     uint64_t dirty_old;       /* set lock: dirty since before the set's last tick */
     struct ma_segment_s *next, *prev;  /* set lock: the set's list; or pool lock: the pool's */
     ma_segset_t *set;         /* the set it belongs to; NULL in the pool */
-    uint64_t pad;
+    uint64_t purged_mask;     /* set lock: free slices its set's tick purged (taken again: a refault) */
 /* Slice i belongs to the span whose descriptor is pages[slice_first[i]]:
      * free's way from a pointer to its page. A free span's slices all lead
      * to its first descriptor, whose block size and carved bytes are 0, and
@@ -233,6 +233,9 @@ struct ma_segset_s {
     uint64_t count;           /* lock: how many */
     uint32_t empty;           /* lock: how many are entirely free */
     uint64_t tick_ms;         /* lock: its last purge tick */
+    uint64_t purged_ms;       /* lock: when its tick last purged by time */
+    uint64_t refault_ms;      /* lock: when a span last took slices that tick purged */
+    uint32_t delay_ms;        /* lock: its tick's purge delay (segment.c adapts it); 0: the option's */
 };
 
 /* Checked mode's per-heap state (check.c; page.c reads the generator). */
