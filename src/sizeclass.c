@@ -7,7 +7,7 @@
  * a span of its own, so a big block is taken from and given back to its
  * heap's segments like any page, without a mapping of its own (no system
  * call, no page fault when the span was used before). ma_sizeclass_of
- * (internal.h) is the inverse, computed with one count of leading zeros.
+ * (fastpath.h) is the inverse, computed with one count of leading zeros.
  *
  * A page spans enough 64 KiB slices to hold at least 8 blocks, so the tail
  * a page cannot use stays small (memory is touched only as blocks are
