@@ -1,11 +1,32 @@
 /* fastpath.h - the inline helpers of malloc's and free's fast paths (and
- * of the slow paths that share their steps): free-list link encoding, size
- * classes, the byte map and the way from a pointer to its page, a page's
- * pop and push. Each runs in the file that uses it: a call out of here
- * to a .c file is listed in src/README.md ("Inline helpers"). Included by
- * internal.h only, after the prototypes, globals and checked.h. */
+ * of the slow paths that share their steps): block sizes (what
+ * MAPALLOC_SECURE's canary adds), free-list link encoding, size classes,
+ * the byte map and the way from a pointer to its page, a page's pop and
+ * push. Each runs in the file that uses it: a call out of here to a .c
+ * file is listed in src/README.md ("Inline helpers"). Included by
+ * internal.h only, after the prototypes and globals. */
 #ifndef MA_FASTPATH_H
 #define MA_FASTPATH_H
+
+/* MAPALLOC_SECURE keeps the last MA_CANARY_SIZE bytes of each block of a
+ * page for its canary (checked.h): what the program may use of a block,
+ * and the class a request takes, depend on it. */
+#define MA_CANARY_SIZE 8u
+static inline size_t ma_block_tail(void) { return ma_secure ? MA_CANARY_SIZE : 0; }
+
+/* MAPALLOC_SECURE's blocks are never smaller than this: a link, 16 bytes
+ * of fill and the canary. check.c's lean free then fills and checks both
+ * edges without testing the size (only malloc(0) and tiny aligned
+ * requests would take the 16-byte class, and pay 16 bytes more). */
+#define MA_SECURE_BLOCK_MIN 32u
+
+/* Bytes of block that a request of size bytes takes: with its canary, and
+ * at least MA_SECURE_BLOCK_MIN with MAPALLOC_SECURE. */
+static inline size_t ma_block_need(size_t size) {
+    if (!ma_secure) return size;
+    size += MA_CANARY_SIZE;
+    return size < MA_SECURE_BLOCK_MIN ? MA_SECURE_BLOCK_MIN : size;
+}
 
 static inline uintptr_t ma_block_encode(const void *p) { return (uintptr_t)p ^ ma_key; }
 static inline ma_block_t *ma_block_decode(uintptr_t v) { return (ma_block_t *)(v ^ ma_key); }

@@ -77,7 +77,7 @@ __attribute__((constructor(101))) static void init_at_load(void) { ma_process_in
 
 __attribute__((destructor(101))) static void done_at_exit(void) {
     if (atomic_load(&init_state) != INIT_READY) return;
-    if (ma_checked) ma_check_at_exit();
+    if (ma_checked) ma_audit_at_exit();
     if (ma_option(MA_OPT_SHOW_STATS)) ma_stats_at_exit();
     if (ma_profiling) ma_profile_at_exit();
 }

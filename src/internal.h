@@ -1,9 +1,9 @@
 /* internal.h - the one header every file of src/ includes: the shared types
  * (types.h), the globals, each file's prototypes, and then the inline
- * helpers that run in the files using them: checked.h (MAPALLOC_SECURE's
- * canary and block sizes, the free fill) and fastpath.h (the byte map, the
- * page lookups, pop and push of malloc's and free's fast paths). Sections
- * go roughly bottom up, as src/README.md's layer table.
+ * helpers that run in the files using them: fastpath.h (block sizes, the
+ * byte map, the page lookups, pop and push of malloc's and free's fast
+ * paths) and checked.h (MAPALLOC_SECURE's canary, the free fill and its
+ * checks). Sections go roughly bottom up, as src/README.md's layer table.
  */
 #ifndef MA_INTERNAL_H
 #define MA_INTERNAL_H
@@ -320,7 +320,9 @@ MA_HIDDEN void *ma_check_realloc(void *p, size_t size);
 MA_HIDDEN size_t ma_check_usable(const void *p, const char *what);
 MA_HIDDEN void ma_check_flush(void);                 /* this thread's quarantine */
 MA_HIDDEN void ma_check_thread_done(ma_heap_t *heap);
-MA_HIDDEN void ma_check_at_exit(void);               /* last checks; MAPALLOC_DEBUG's report */
+
+/* ---- audit.c: ma_check() and the leak report ----------------------------- */
+MA_HIDDEN void ma_audit_at_exit(void);               /* last checks; MAPALLOC_DEBUG's report */
 
 /* ---- init.c: process, thread and fork hooks ----------------------------- */
 MA_HIDDEN void ma_process_init(void);
@@ -389,7 +391,7 @@ MA_HIDDEN void ma_profile_at_exit(void);
 MA_HIDDEN void ma_profile_stats(ma_stats_t *st);   /* adds the sampled blocks of fixed heaps */
 
 /* ---- The inline helpers (src/README.md, "Inline helpers") --------------- */
-#include "checked.h"
 #include "fastpath.h"
+#include "checked.h"
 
 #endif /* MA_INTERNAL_H */
