@@ -23,7 +23,7 @@ void *ma_malloc(size_t size) {
     ma_heap_t *heap = ma_heap_tls;
     ma_page_t *page;
     if (MA_LIKELY(size <= MA_SMALL_MAX)) {
-        page = heap->direct[(size + 15) >> 4];
+        page = heap->direct[ma_direct_index(size)];
     } else if (size <= MA_MEDIUM_MAX && MA_LIKELY(!ma_medium_slow)) {
         /* medium sizes: the first page of the class's queue (MAPALLOC_SECURE
          * needs a class with room for the canary, and the profiler counts

@@ -65,7 +65,7 @@ static void check_heap(walk_t *w, ma_heap_t *heap) {
     for (unsigned cls = 1; cls < MA_CLASS_COUNT; cls++) check_queue(w, heap, &heap->queue[cls], cls);
     check_queue(w, heap, &heap->full, 0);
     for (unsigned i = 0; i < MA_DIRECT_COUNT; i++) {
-        const ma_page_t *first = heap->queue[ma_sizeclass_direct(i * 16)].first;
+        const ma_page_t *first = heap->queue[ma_sizeclass_direct(i * MA_DIRECT_STEP)].first;
         if (i == 0 && ma_secure) first = NULL;  /* malloc(0): zero-size blocks */
         if (heap->direct[i] != (first ? first : &ma_page_empty)) problem(w, "stale direct entry in heap", heap);
     }

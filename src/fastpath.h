@@ -31,6 +31,10 @@ static inline size_t ma_block_need(size_t size) {
 static inline uintptr_t ma_block_encode(const void *p) { return (uintptr_t)p ^ ma_key; }
 static inline ma_block_t *ma_block_decode(uintptr_t v) { return (ma_block_t *)(v ^ ma_key); }
 
+/* heap->direct's entry for a size up to MA_SMALL_MAX: sizes
+ * (i-1)*16+1..i*16 share entry i (0 has its own). */
+static inline size_t ma_direct_index(size_t size) { return (size + MA_DIRECT_STEP - 1) >> MA_DIRECT_SHIFT; }
+
 static inline size_t ma_sizeclass_size(unsigned cls) { return ma_class_size[cls]; }
 static inline unsigned ma_sizeclass_slices(unsigned cls) { return ma_class_slices[cls]; }
 static inline unsigned ma_sizeclass_of(size_t n) {
@@ -91,7 +95,7 @@ static inline uint32_t ma_page_used(const ma_page_t *page) {
  * direct_update maps it so; a slow path serving such a size must take the
  * same class, or the direct page would run dry and never be refilled. */
 static inline unsigned ma_sizeclass_direct(size_t size) {
-    return ma_sizeclass_of(ma_block_need((size + 15) & ~(size_t)15));
+    return ma_sizeclass_of(ma_block_need(ma_direct_index(size) << MA_DIRECT_SHIFT));
 }
 /* What the program may use of a block of the page. */
 static inline size_t ma_page_usable(const ma_page_t *page) { return page->block_size - ma_block_tail(); }

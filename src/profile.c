@@ -184,7 +184,7 @@ static uint64_t stack_hash(const uintptr_t *pcs, uint32_t depth) {
     return h ^ (h >> 29);
 }
 
-static size_t addr_slot(uintptr_t a, size_t mask) { return (size_t)((a * 0x9E3779B97F4A7C15ull) >> 24) & mask; }
+static size_t addr_slot(uintptr_t a, size_t mask) { return (size_t)((a * MA_GOLDEN64) >> 24) & mask; }
 
 /* Doubles a chained table when it holds as many entries as slots. */
 static void grow_buckets(void) {

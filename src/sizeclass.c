@@ -29,9 +29,9 @@ uint8_t ma_class_direct_lo[MA_CLASS_COUNT], ma_class_direct_hi[MA_CLASS_COUNT];
 static void compute_direct(unsigned cls) {
     size_t tail = ma_block_tail(), min = ma_secure ? MA_SECURE_BLOCK_MIN : 0;
     size_t size = ma_class_size[cls], below = cls == 1 ? 0 : ma_class_size[cls - 1];
-    size_t lo = cls == 1 || below < min ? 0 : ((below - tail) >> 4) + 1;
+    size_t lo = cls == 1 || below < min ? 0 : ((below - tail) >> MA_DIRECT_SHIFT) + 1;
     if (lo == 0 && ma_secure) lo = 1;  /* malloc(0) leaves the fast path: check.c's zero-size blocks */
-    size_t hi = (size - tail) >> 4;
+    size_t hi = (size - tail) >> MA_DIRECT_SHIFT;
     if (size < min || lo >= MA_DIRECT_COUNT) {
         lo = 1;
         hi = 0;

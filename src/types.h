@@ -65,7 +65,9 @@
 #define MA_RETIRE_SLOTS 32u                   /* emptied pages a heap keeps a while */
 
 #define MA_SMALL_MAX 1024u                    /* sizes served through heap->direct */
-#define MA_DIRECT_COUNT (MA_SMALL_MAX / 16 + 1)
+#define MA_DIRECT_SHIFT 4                     /* heap->direct: one entry per 16 bytes of size */
+#define MA_DIRECT_STEP ((size_t)1 << MA_DIRECT_SHIFT)
+#define MA_DIRECT_COUNT (MA_SMALL_MAX / MA_DIRECT_STEP + 1)
 #define MA_PAGED_MAX ((size_t)256 << 10)      /* classes 1..96: pages of 8 blocks or more */
 #define MA_MEDIUM_MAX ((size_t)1 << 20)       /* classes 97..108: one block per span; larger
                                                * blocks are mapped alone */
@@ -77,6 +79,9 @@
 #define MA_SEGMAP_ENTRIES ((size_t)1 << (MA_ADDR_BITS - MA_SEGMENT_SHIFT))
 #define MA_RECIP_SHIFT 40                     /* see ma_page_block_index */
 #define MA_LARGE_HEADER 64u                   /* bytes before a large block */
+/* 2^64 divided by the golden ratio, odd: multiplying by it spreads a
+ * word's bits over the high ones (Fibonacci hashing; mixing seeds). */
+#define MA_GOLDEN64 0x9E3779B97F4A7C15ull
 
 /* ---- Blocks and pages ------------------------------------------------- */
 typedef struct ma_block_s {
