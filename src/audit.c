@@ -29,13 +29,12 @@ typedef struct walk_s {
 
 static void problem(walk_t *w, const char *what, const void *at) {
     if (++w->problems > MAX_REPORTED) return;
-    ma_buf_t b = {.len = 0};
-    ma_buf_str(&b, "mapalloc: check: ");
+    ma_buf_t b;
+    ma_buf_begin(&b, "check: ");
     ma_buf_str(&b, what);
     ma_buf_str(&b, " ");
     ma_buf_hex(&b, (uintptr_t)at);
-    ma_buf_str(&b, "\n");
-    ma_buf_flush(&b);
+    ma_buf_end(&b);
 }
 
 /* The heap's owner cannot change its pages while we look: it is the
@@ -210,11 +209,11 @@ static int walk(walk_t *w) {
     ma_heap_unlock();
     ma_large_visit_all(check_large, w);
     if (w->problems > 0) {
-        ma_buf_t b = {.len = 0};
-        ma_buf_str(&b, "mapalloc: check: ");
+        ma_buf_t b;
+        ma_buf_begin(&b, "check: ");
         ma_buf_u64(&b, (uint64_t)w->problems);
-        ma_buf_str(&b, w->problems > MAX_REPORTED ? " problems (the first ones above)\n" : " problem(s)\n");
-        ma_buf_flush(&b);
+        ma_buf_str(&b, w->problems > MAX_REPORTED ? " problems (the first ones above)" : " problem(s)");
+        ma_buf_end(&b);
     }
     return w->problems;
 }
@@ -227,8 +226,8 @@ int ma_check(void) {
 }
 
 static void leak_line(uint64_t count, const char *what, uint64_t size, int cls, uint64_t bytes) {
-    ma_buf_t b = {.len = 0};
-    ma_buf_str(&b, "mapalloc: leaked: ");
+    ma_buf_t b;
+    ma_buf_begin(&b, "leaked: ");
     ma_buf_u64(&b, count);
     ma_buf_str(&b, what);
     ma_buf_u64(&b, size);
@@ -240,8 +239,8 @@ static void leak_line(uint64_t count, const char *what, uint64_t size, int cls, 
     }
     ma_buf_str(&b, ": ");
     ma_buf_u64(&b, bytes);
-    ma_buf_str(&b, " bytes\n");
-    ma_buf_flush(&b);
+    ma_buf_str(&b, " bytes");
+    ma_buf_end(&b);
 }
 
 /* At exit: this thread's quarantine (each block checked as it leaves)
@@ -269,13 +268,13 @@ void ma_audit_at_exit(void) {
         blocks += w.large_count[i];
         bytes += w.large_bytes[i];
     }
-    ma_buf_t b = {.len = 0};
-    ma_buf_str(&b, "mapalloc: leak report: ");
+    ma_buf_t b;
+    ma_buf_begin(&b, "leak report: ");
     ma_buf_u64(&b, blocks);
     ma_buf_str(&b, " blocks (");
     ma_buf_u64(&b, bytes);
-    ma_buf_str(&b, " bytes) in use at exit\n");
-    ma_buf_flush(&b);
+    ma_buf_str(&b, " bytes) in use at exit");
+    ma_buf_end(&b);
     for (unsigned c = 1; c < MA_CLASS_COUNT; c++)
         if (w.live[c])
             leak_line(w.live[c], " blocks of ", ma_sizeclass_size(c) - ma_block_tail(), (int)c,

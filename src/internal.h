@@ -135,6 +135,8 @@ MA_HIDDEN void ma_buf_str(ma_buf_t *b, const char *s);
 MA_HIDDEN void ma_buf_u64(ma_buf_t *b, uint64_t v);
 MA_HIDDEN void ma_buf_hex(ma_buf_t *b, uintptr_t v);
 MA_HIDDEN void ma_buf_flush(ma_buf_t *b);
+MA_HIDDEN void ma_buf_begin(ma_buf_t *b, const char *what);  /* "mapalloc: " what */
+MA_HIDDEN void ma_buf_end(ma_buf_t *b);                      /* newline, written out */
 MA_HIDDEN _Noreturn void ma_diag_fatal_ptr(const char *what, const void *p, int sclass);
 MA_HIDDEN _Noreturn void ma_diag_fatal(const char *msg);
 MA_HIDDEN _Noreturn void ma_diag_fatal_around(const char *before, const void *p, const char *after);
