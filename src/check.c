@@ -509,7 +509,7 @@ void *ma_check_realloc(void *p, size_t size) {
          * itself reports a realloc of a freed block (ma_check_free below
          * then stops it). */
         if (!ma_valgrind) check_live(page_of(p), p);
-        if (size <= usable && size >= usable / 2) return p;
+        if (ma_alloc_realloc_size(usable, size) == 0) return p;
     } else if (size > MA_PAGED_MAX && !ma_valgrind) {
         ma_large_t *large = ma_region_of(p);
         if (large && ma_region_is_large(large) && ma_large_owns(large, p)) {
@@ -517,7 +517,10 @@ void *ma_check_realloc(void *p, size_t size) {
             if (q) return q;
         }
     }
-    void *q = ma_check_alloc(NULL, size, MA_ALIGN_MIN, false);
+    size_t want = ma_alloc_realloc_size(usable, size);
+    if (want == 0) want = size;  /* a large block that stayed too big */
+    void *q = ma_check_alloc(NULL, want, MA_ALIGN_MIN, false);
+    if (!q && want > size) q = ma_check_alloc(NULL, size, MA_ALIGN_MIN, false);
     if (!q) return NULL;
     memcpy(q, p, size < usable ? size : usable);
     ma_check_free(p);

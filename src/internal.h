@@ -301,6 +301,7 @@ MA_HIDDEN void *ma_alloc_aligned(size_t size, size_t align);
 MA_HIDDEN void *ma_alloc_in(ma_heap_t *heap, size_t size, size_t align, bool zero);
 MA_HIDDEN void *ma_alloc_unchecked(ma_heap_t *heap, size_t size, size_t align, bool zero);
 MA_HIDDEN void *ma_alloc_class(ma_heap_t *heap, unsigned cls);
+MA_HIDDEN size_t ma_alloc_realloc_size(size_t usable, size_t size); /* realloc's policy: 0 stays */
 MA_HIDDEN void ma_free_local(ma_heap_t *heap, ma_page_t *page, ma_block_t *b);
 MA_HIDDEN void ma_free_remote(ma_page_t *page, ma_block_t *b);
 MA_HIDDEN void ma_free_remote_batched(ma_heap_t *heap, ma_page_t *page, ma_block_t *b);

@@ -141,9 +141,12 @@ void *ma_heap_realloc(ma_heap_t *h, void *p, size_t size) {
         return q;
     }
     size_t usable = ma_usable_of(p, "invalid realloc");
+    size_t want = ma_alloc_realloc_size(usable, size);
     void *q = p;
-    if (!owns(h, kind, p) || size > usable || size < usable / 2) {
-        q = heap_alloc(h, kind, size, MA_ALIGN_MIN, false);
+    if (want != 0 || !owns(h, kind, p)) {  /* a block of another heap moves in */
+        if (want == 0) want = size;
+        q = heap_alloc(h, kind, want, MA_ALIGN_MIN, false);
+        if (!q && want > size) q = heap_alloc(h, kind, size, MA_ALIGN_MIN, false);
         if (q) {
             memcpy(q, p, size < usable ? size : usable);
             ma_free(p);
