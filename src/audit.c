@@ -16,7 +16,6 @@
 #include "internal.h"
 
 #define MAX_REPORTED 100                 /* ma_check prints this many problems */
-#define MAX_PAGE_BLOCKS 4096u            /* 64 KiB / 16: the most a page holds */
 
 typedef struct walk_s {
     ma_heap_t *me;                       /* the calling thread's heap, or NULL */
@@ -96,7 +95,7 @@ static bool descriptor_sane(walk_t *w, const ma_page_t *page) {
               idx + page->slice_count <= MA_SEGMENT_SLICES &&
               page->start == (uint8_t *)seg + (idx << MA_SLICE_SHIFT) &&
               page->reserved == ((size_t)page->slice_count << MA_SLICE_SHIFT) / size &&
-              page->reserved <= MAX_PAGE_BLOCKS && page->capacity <= page->reserved &&
+              page->reserved <= MA_PAGE_BLOCKS_MAX && page->capacity <= page->reserved &&
               page->recip == (((uint64_t)1 << MA_RECIP_SHIFT) + size - 1) / size;
     for (unsigned i = 0; ok && i < page->slice_count; i++) ok = seg->slice_first[idx + i] == idx;
     ok = ok && page->carved == (uint32_t)page->capacity * page->block_size;
@@ -119,7 +118,7 @@ static void deep_check_free(walk_t *w, const ma_page_t *page, const uint8_t *b) 
 
 /* Marks the blocks of one free list; returns how many, or stops at the
  * first link that leaves the page or comes back. */
-static uint32_t mark_list(walk_t *w, const ma_page_t *page, const ma_block_t *b, uint64_t *bits) {
+static uint32_t mark_list(walk_t *w, const ma_page_t *page, const ma_block_t *b, ma_block_set_t *free_set) {
     uint32_t n = 0;
     for (; b; b = ma_block_decode(b->next)) {
         uint32_t i = ma_page_block_index(page, b);
@@ -127,11 +126,11 @@ static uint32_t mark_list(walk_t *w, const ma_page_t *page, const ma_block_t *b,
             problem(w, "free list leaves its page: bad link in page", page->start);
             break;
         }
-        if (bits[i / 64] & ((uint64_t)1 << (i % 64))) {
+        if (ma_block_set_has(free_set, i)) {
             problem(w, "block twice on the free lists (double free?):", b);
             break;
         }
-        bits[i / 64] |= (uint64_t)1 << (i % 64);
+        ma_block_set_add(free_set, i);
         n++;
         if (w->deep) deep_check_free(w, page, (const uint8_t *)b);
     }
@@ -160,16 +159,16 @@ static void check_page(const ma_page_t *page, void *arg) {
         return;
     }
     if (!descriptor_sane(w, page)) return;
-    uint64_t bits[MAX_PAGE_BLOCKS / 64] = {0};
-    uint32_t listed = mark_list(w, page, page->free, bits);
-    listed += mark_list(w, page, page->local_free, bits);
+    ma_block_set_t free_set = {{0}};
+    uint32_t listed = mark_list(w, page, page->free, &free_set);
+    listed += mark_list(w, page, page->local_free, &free_set);
     uintptr_t tf = atomic_load_explicit(&page->thread_free, memory_order_acquire) & ~MA_TF_NOTIFY;
-    mark_list(w, page, (const ma_block_t *)tf, bits);  /* still counted as used */
+    mark_list(w, page, (const ma_block_t *)tf, &free_set);  /* still counted as used */
     if (ma_page_used(page) != page->capacity - listed)
         problem(w, "block counts disagree (allocs - frees != carved - free) in page", page->start);
     uint64_t live = 0;
     for (uint32_t i = 0; i < page->capacity; i++) {
-        if (bits[i / 64] & ((uint64_t)1 << (i % 64))) continue;
+        if (ma_block_set_has(&free_set, i)) continue;
         live += block_live(w, page, page->start + (size_t)i * page->block_size);
     }
     w->live[cls] += live;

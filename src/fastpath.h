@@ -113,6 +113,12 @@ static inline uint32_t ma_page_block_index(const ma_page_t *page, const void *p)
     return (uint32_t)q;
 }
 
+static inline bool ma_block_set_has(const ma_block_set_t *s, uint32_t i) {
+    return (s->bits[i / 64] >> (i % 64)) & 1;
+}
+
+static inline void ma_block_set_add(ma_block_set_t *s, uint32_t i) { s->bits[i / 64] |= (uint64_t)1 << (i % 64); }
+
 /* Takes the first block of page->free (not NULL). The block must lie in
  * its page's segment (the descriptor lives in the segment's header, so one
  * XOR tells), checked before its link is read: a write after free or an

@@ -61,6 +61,8 @@ void ma_sizeclass_init(void) {
         ma_class_size[c] = (uint32_t)compute_size(c);
         ma_class_slices[c] = (uint8_t)compute_slices(ma_class_size[c]);
         MA_ASSERT(ma_sizeclass_of(ma_class_size[c]) == c);
+        MA_ASSERT(((size_t)ma_class_slices[c] << MA_SLICE_SHIFT) / ma_class_size[c] <= MA_PAGE_BLOCKS_MAX ||
+                  c > MA_PAGED_CLASSES);
     }
     for (unsigned c = 1; c < MA_CLASS_COUNT; c++) compute_direct(c);
     MA_ASSERT(ma_class_size[MA_CLASS_COUNT - 1] == MA_MEDIUM_MAX);

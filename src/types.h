@@ -63,6 +63,8 @@
 #define MA_SLICES_USABLE (~(uint64_t)1)       /* slice 0 holds the header */
 #define MA_SPAN_MAX_SLICES 4u                 /* a page of several blocks: 256 KiB at most */
 #define MA_RETIRE_SLOTS 32u                   /* emptied pages a heap keeps a while */
+#define MA_PAGE_BLOCKS_MAX 4096u              /* the most blocks a page holds: 64 KiB / 16
+                                               * (sizeclass.c asserts it) */
 
 #define MA_SMALL_MAX 1024u                    /* sizes served through heap->direct */
 #define MA_DIRECT_SHIFT 4                     /* heap->direct: one entry per 16 bytes of size */
@@ -89,6 +91,12 @@ typedef struct ma_block_s {
 } ma_block_t;
 
 typedef struct ma_heap_s ma_heap_t;
+
+/* A set of a page's blocks, by index (ma_page_block_index): the free ones,
+ * marked by pool.c's visit and audit.c's walk. */
+typedef struct ma_block_set_s {
+    uint64_t bits[MA_PAGE_BLOCKS_MAX / 64];
+} ma_block_set_t;
 
 /* Low bit of page->thread_free: the owner parked the page in heap->full and
  * wants the next remote free to go through heap->remote_full instead, so
