@@ -151,10 +151,7 @@ static void *calloc_large(size_t total) {
 
 void *ma_calloc(size_t count, size_t size) {
     size_t total;
-    if (__builtin_mul_overflow(count, size, &total)) {
-        errno = ENOMEM;
-        return NULL;
-    }
+    if (!ma_array_size(count, size, &total)) return NULL;
     if (total > MA_MEDIUM_MAX) return calloc_large(total);
     void *p = ma_malloc(total);
     if (p) memset(p, 0, total);
@@ -223,10 +220,7 @@ void *ma_realloc(void *p, size_t size) {
 
 void *ma_reallocarray(void *p, size_t count, size_t size) {
     size_t total;
-    if (__builtin_mul_overflow(count, size, &total)) {
-        errno = ENOMEM;
-        return NULL;
-    }
+    if (!ma_array_size(count, size, &total)) return NULL;
     return ma_realloc(p, total);
 }
 

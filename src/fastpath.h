@@ -8,6 +8,8 @@
 #ifndef MA_FASTPATH_H
 #define MA_FASTPATH_H
 
+#include <errno.h>
+
 /* MAPALLOC_SECURE keeps the last MA_CANARY_SIZE bytes of each block of a
  * page for its canary (checked.h): what the program may use of a block,
  * and the class a request takes, depend on it. */
@@ -33,6 +35,14 @@ static inline ma_block_t *ma_block_decode(uintptr_t v) { return (ma_block_t *)(v
 
 /* heap->direct's entry for a size up to MA_SMALL_MAX: sizes
  * (i-1)*16+1..i*16 share entry i (0 has its own). */
+/* count * size in *total (calloc, reallocarray, ma_heap_calloc); false,
+ * with errno ENOMEM, if it overflows. */
+static inline bool ma_array_size(size_t count, size_t size, size_t *total) {
+    if (MA_LIKELY(!__builtin_mul_overflow(count, size, total))) return true;
+    errno = ENOMEM;
+    return false;
+}
+
 static inline size_t ma_direct_index(size_t size) { return (size + MA_DIRECT_STEP - 1) >> MA_DIRECT_SHIFT; }
 
 static inline size_t ma_sizeclass_size(unsigned cls) { return ma_class_size[cls]; }

@@ -87,10 +87,7 @@ void *ma_heap_malloc(ma_heap_t *h, size_t size) {
 
 void *ma_heap_calloc(ma_heap_t *h, size_t count, size_t size) {
     size_t total;
-    if (__builtin_mul_overflow(count, size, &total)) {
-        errno = ENOMEM;
-        return NULL;
-    }
+    if (!ma_array_size(count, size, &total)) return NULL;
     ma_heap_kind_t kind = enter(h);
     void *p = heap_alloc(h, kind, total, MA_ALIGN_MIN, true);
     leave(h);
