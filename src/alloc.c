@@ -23,7 +23,7 @@ void *ma_malloc(size_t size) {
     ma_heap_t *heap = ma_heap_tls;
     ma_page_t *page;
     if (MA_LIKELY(size <= MA_SMALL_MAX)) {
-        page = heap->direct[(size + 15) >> 4];
+        page = heap->direct[ma_direct_index(size)];
     } else if (size <= MA_MEDIUM_MAX && MA_LIKELY(!ma_medium_slow)) {
         /* medium sizes: the first page of the class's queue (MAPALLOC_SECURE
          * needs a class with room for the canary, and the profiler counts
@@ -151,23 +151,30 @@ static void *calloc_large(size_t total) {
 
 void *ma_calloc(size_t count, size_t size) {
     size_t total;
-    if (__builtin_mul_overflow(count, size, &total)) {
-        errno = ENOMEM;
-        return NULL;
-    }
+    if (!ma_array_size(count, size, &total)) return NULL;
     if (total > MA_MEDIUM_MAX) return calloc_large(total);
     void *p = ma_malloc(total);
     if (p) memset(p, 0, total);
     return p;
 }
 
-/* A block that grows gets at least a quarter more than it had (tcmalloc's
- * rule): a string or an array grown in small steps moves log-many times,
- * not once per size class (the classes above 256 KiB are 64 KiB apart). A
- * block that shrinks to half or less moves to a smaller class. */
+/* realloc's one policy (here, check.c, pool.c): a block of `usable` bytes
+ * asked to hold `size` stays where it is (0) if size fits and takes more
+ * than half of it. Else it moves, and the size to allocate is returned: a
+ * block that grows gets at least a quarter more than it had (tcmalloc's
+ * rule), so a string or an array grown in small steps moves log-many
+ * times, not once per size class (the classes above 256 KiB are 64 KiB
+ * apart); a block that shrinks to half or less moves to a smaller class.
+ * If the quarter more cannot be had, the caller tries `size` alone. */
+size_t ma_alloc_realloc_size(size_t usable, size_t size) {
+    if (size <= usable && size >= usable / 2) return 0;
+    if (size > usable && size - usable < usable / 4) return usable + usable / 4;
+    return size;
+}
+
 static void *realloc_move(void *p, size_t usable, size_t size) {
-    size_t want = size;
-    if (size > usable && size - usable < usable / 4) want = usable + usable / 4;
+    size_t want = ma_alloc_realloc_size(usable, size);
+    if (want == 0) want = size;  /* a large block that stayed too big */
     void *q = ma_malloc(want);
     if (!q && want > size) q = ma_malloc(size);
     if (!q) return NULL;
@@ -190,7 +197,7 @@ void *ma_realloc(void *p, size_t size) {
         const ma_page_t *page = ma_segment_page_of(seg, p);
         if (MA_LIKELY(ma_page_block_index(page, p) != UINT32_MAX)) {
             size_t usable = page->block_size;
-            if (size <= usable && size >= usable / 2) return p;
+            if (ma_alloc_realloc_size(usable, size) == 0) return p;
             return realloc_move(p, usable, size);
         }
     }
@@ -213,10 +220,7 @@ void *ma_realloc(void *p, size_t size) {
 
 void *ma_reallocarray(void *p, size_t count, size_t size) {
     size_t total;
-    if (__builtin_mul_overflow(count, size, &total)) {
-        errno = ENOMEM;
-        return NULL;
-    }
+    if (!ma_array_size(count, size, &total)) return NULL;
     return ma_realloc(p, total);
 }
 

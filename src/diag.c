@@ -50,13 +50,25 @@ void ma_buf_flush(ma_buf_t *b) {
     errno = saved;
 }
 
+/* Every message is one line, "mapalloc: " + what + ...: begin empties b
+ * and writes the start, end the newline, and writes the line out. */
+void ma_buf_begin(ma_buf_t *b, const char *what) {
+    b->len = 0;
+    ma_buf_str(b, "mapalloc: ");
+    ma_buf_str(b, what);
+}
+
+void ma_buf_end(ma_buf_t *b) {
+    ma_buf_str(b, "\n");
+    ma_buf_flush(b);
+}
+
 /* "mapalloc: double free of 0x... (size class 3)" then abort(); a `what`
  * that ends in " at" takes no " of" ("corrupted free list at 0x..."). */
 void ma_diag_fatal_ptr(const char *what, const void *p, int sclass) {
-    ma_buf_t b = {.len = 0};
+    ma_buf_t b;
     size_t n = strlen(what);
-    ma_buf_str(&b, "mapalloc: ");
-    ma_buf_str(&b, what);
+    ma_buf_begin(&b, what);
     ma_buf_str(&b, n >= 3 && strcmp(what + n - 3, " at") == 0 ? " " : " of ");
     ma_buf_hex(&b, (uintptr_t)p);
     if (sclass > 0) {
@@ -66,52 +78,45 @@ void ma_diag_fatal_ptr(const char *what, const void *p, int sclass) {
     } else if (sclass < 0) {
         ma_buf_str(&b, " (large block)");
     }
-    ma_buf_str(&b, "\n");
-    ma_buf_flush(&b);
+    ma_buf_end(&b);
     abort();
 }
 
 /* "mapalloc: <before>0x...<after>" then abort(). */
 void ma_diag_fatal_around(const char *before, const void *p, const char *after) {
-    ma_buf_t b = {.len = 0};
-    ma_buf_str(&b, "mapalloc: ");
-    ma_buf_str(&b, before);
+    ma_buf_t b;
+    ma_buf_begin(&b, before);
     ma_buf_hex(&b, (uintptr_t)p);
     ma_buf_str(&b, after);
-    ma_buf_str(&b, "\n");
-    ma_buf_flush(&b);
+    ma_buf_end(&b);
     abort();
 }
 
 void ma_diag_fatal(const char *msg) {
-    ma_buf_t b = {.len = 0};
-    ma_buf_str(&b, "mapalloc: ");
-    ma_buf_str(&b, msg);
-    ma_buf_str(&b, "\n");
-    ma_buf_flush(&b);
+    ma_buf_t b;
+    ma_buf_begin(&b, msg);
+    ma_buf_end(&b);
     abort();
 }
 
 void ma_diag_assert_fail(const char *cond, const char *file, int line) {
-    ma_buf_t b = {.len = 0};
-    ma_buf_str(&b, "mapalloc: internal assertion failed: ");
+    ma_buf_t b;
+    ma_buf_begin(&b, "internal assertion failed: ");
     ma_buf_str(&b, cond);
     ma_buf_str(&b, " at ");
     ma_buf_str(&b, file);
     ma_buf_str(&b, ":");
     ma_buf_u64(&b, (uint64_t)line);
-    ma_buf_str(&b, "\n");
-    ma_buf_flush(&b);
+    ma_buf_end(&b);
     abort();
 }
 
 void ma_diag_warn(const char *msg, const char *detail) {
-    ma_buf_t b = {.len = 0};
-    ma_buf_str(&b, "mapalloc: warning: ");
+    ma_buf_t b;
+    ma_buf_begin(&b, "warning: ");
     ma_buf_str(&b, msg);
     if (detail) ma_buf_str(&b, detail);
-    ma_buf_str(&b, "\n");
-    ma_buf_flush(&b);
+    ma_buf_end(&b);
 }
 
 /* A few errno names for warnings: strerror may allocate (translations). */

@@ -28,8 +28,8 @@
 
 /* "mapalloc: heap file PATH: PROBLEM[: DETAIL]" on one line, no allocation. */
 static void say(const char *path, const char *problem, const char *detail) {
-    ma_buf_t b = {.len = 0};
-    ma_buf_str(&b, "mapalloc: ");
+    ma_buf_t b;
+    ma_buf_begin(&b, "");
     if (path) {
         ma_buf_str(&b, "heap file ");
         size_t n = strlen(path);
@@ -47,8 +47,7 @@ static void say(const char *path, const char *problem, const char *detail) {
         ma_buf_str(&b, ": ");
         ma_buf_str(&b, detail);
     }
-    ma_buf_str(&b, "\n");
-    ma_buf_flush(&b);
+    ma_buf_end(&b);
 }
 
 /* strerror may allocate (translations): the few that matter, by hand. */

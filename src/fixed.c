@@ -744,7 +744,7 @@ void *ma_fixed_realloc(ma_heap_t *h, void *p, size_t size) {
 
 static uint64_t draw_secret(const void *salt) {
     uint64_t z = (uint64_t)ma_key ^ (uintptr_t)salt ^ ma_os_random();
-    z += (atomic_fetch_add(&draws, 1) + 1) * 0x9e3779b97f4a7c15ull;
+    z += (atomic_fetch_add(&draws, 1) + 1) * MA_GOLDEN64;
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
     return (z ^ (z >> 31)) | 1;   /* never 0: the encoded 0 must differ from 0 */
@@ -851,7 +851,7 @@ uint64_t ma_fixed_checksum(const void *head) {
                            hd->arena, hd->lock_bytes};
     uint64_t z = 0x6d61706865617021ull;
     for (unsigned i = 0; i < 5; i++) {
-        z = (z ^ w[i]) * 0x9e3779b97f4a7c15ull;
+        z = (z ^ w[i]) * MA_GOLDEN64;
         z ^= z >> 29;
     }
     return z;

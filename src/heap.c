@@ -526,7 +526,7 @@ void ma_heap_sum_class_allocs(uint64_t *out) {
     ma_unlock(&heaps_lock);
 }
 
-/* check.c walks every heap (ma_check, the leak report) under the lock:
+/* audit.c walks every heap (ma_check, the leak report) under the lock:
  * no heap is adopted or abandoned meanwhile. */
 void ma_heap_lock(void) { ma_lock(&heaps_lock); }
 void ma_heap_unlock(void) { ma_unlock(&heaps_lock); }

@@ -58,7 +58,7 @@ static MA_COLD void process_init_slow(void) {
     ma_key = ma_os_random();
     /* One more secret, under a multiplier that makes it unrelated to the
      * key by anything simpler than knowing it. */
-    ma_canary_key = ma_key * 0x9E3779B97F4A7C15ull;
+    ma_canary_key = ma_key * MA_GOLDEN64;
     ma_purger_init();
     if (pthread_key_create(&ma_thread_key, thread_done) != 0)
         ma_diag_fatal("cannot create the thread key");
@@ -77,7 +77,7 @@ __attribute__((constructor(101))) static void init_at_load(void) { ma_process_in
 
 __attribute__((destructor(101))) static void done_at_exit(void) {
     if (atomic_load(&init_state) != INIT_READY) return;
-    if (ma_checked) ma_check_at_exit();
+    if (ma_checked) ma_audit_at_exit();
     if (ma_option(MA_OPT_SHOW_STATS)) ma_stats_at_exit();
     if (ma_profiling) ma_profile_at_exit();
 }

@@ -26,6 +26,22 @@ static ma_large_stats_t stats;     /* cache_lock */
 #define SHRINK_SLACK ((size_t)64 << 10)  /* smaller excess stays mapped */
 #define REFIT_SLACK ((size_t)8 << 20)    /* a reused mapping keeps this much extra */
 
+/* Live large blocks: count more (1), fewer (-1) or the same (0), and bytes
+ * mapped for them more or fewer by `bytes`, in the statistics and in the
+ * segment layer's count of bytes in use. The one place both change. */
+static void account_locked(int count, int64_t bytes) {
+    MA_ASSERT(ma_lock_held(&cache_lock));
+    stats.count += (uint64_t)(int64_t)count;
+    stats.bytes += (uint64_t)bytes;
+    ma_segment_account(bytes);
+}
+
+static void account(int count, int64_t bytes) {
+    ma_lock(&cache_lock);
+    account_locked(count, bytes);
+    ma_unlock(&cache_lock);
+}
+
 static size_t round_page(size_t n) { return (n + MA_OS_PAGE - 1) & ~(size_t)(MA_OS_PAGE - 1); }
 
 /* MAPALLOC_SECURE: the last page of each mapping is PROT_NONE, so an
@@ -249,11 +265,9 @@ void *ma_large_alloc(size_t size, size_t align, bool zero, ma_heap_t *owner) {
         ma_unlock(&owner->large_lock);
     }
     ma_lock(&cache_lock);
-    stats.count++;
-    stats.bytes += large->map_size;
+    account_locked(1, (int64_t)large->map_size);
     stats.allocs++;
     stats.alloc_bytes += ma_large_usable(large);
-    ma_segment_account((int64_t)large->map_size);
     ma_unlock(&cache_lock);
     return p;
 }
@@ -281,9 +295,7 @@ void ma_large_free(ma_large_t *large, const void *p) {
     bool keep = large->offset < MA_SEGMENT_SIZE && large->map_size <= cap;
     if (keep && ma_secure && cache_checked()) cache_fill(large);
     ma_lock(&cache_lock);
-    stats.count--;
-    stats.bytes -= large->map_size;
-    ma_segment_account(-(int64_t)large->map_size);
+    account_locked(-1, -(int64_t)large->map_size);
     uint64_t now = ma_os_now_ms();
     if (keep) {
         large->cached_at = now;
@@ -311,10 +323,7 @@ void *ma_large_realloc(ma_large_t *large, void *p, size_t size) {
             if (ma_os_shrink(large, old, need)) {
                 large->map_size = need;
                 guard_set(large, true);
-                ma_lock(&cache_lock);
-                stats.bytes -= old - need;
-                ma_segment_account(-(int64_t)(old - need));
-                ma_unlock(&cache_lock);
+                account(0, -(int64_t)(old - need));
             }
         }
         return p;
@@ -337,10 +346,7 @@ void *ma_large_realloc(ma_large_t *large, void *p, size_t size) {
     }
     moved->map_size = need;
     guard_set(moved, true);
-    ma_lock(&cache_lock);
-    stats.bytes += need - old;
-    ma_segment_account((int64_t)(need - old));
-    ma_unlock(&cache_lock);
+    account(0, (int64_t)(need - old));
     return (uint8_t *)moved + moved->offset;
 }
 
@@ -360,9 +366,7 @@ void ma_large_release_owner(ma_heap_t *owner) {
     ma_lock(&cache_lock);
     while (list) {
         ma_large_t *next = list->next;
-        stats.count--;
-        stats.bytes -= list->map_size;
-        ma_segment_account(-(int64_t)list->map_size);
+        account_locked(-1, -(int64_t)list->map_size);
         unmap_large(list);
         list = next;
     }

@@ -54,8 +54,8 @@ static bool parse_long(const char *s, long *out) {
 }
 
 static void warn_bad(const option_desc_t *d, const char *s) {
-    ma_buf_t b = {.len = 0};
-    ma_buf_str(&b, "mapalloc: warning: ignoring ");
+    ma_buf_t b;
+    ma_buf_begin(&b, "warning: ignoring ");
     ma_buf_str(&b, d->name);
     ma_buf_str(&b, "=");
     ma_buf_str(&b, s);
@@ -70,8 +70,7 @@ static void warn_bad(const option_desc_t *d, const char *s) {
     ma_buf_u64(&b, (uint64_t)d->max);
     ma_buf_str(&b, "); using ");
     ma_buf_u64(&b, (uint64_t)d->def);
-    ma_buf_str(&b, "\n");
-    ma_buf_flush(&b);
+    ma_buf_end(&b);
 }
 
 /* MAPALLOC_PROFILE: kept (relative to the directory at start-up, as the
@@ -155,18 +154,18 @@ static void warn_unknown(void) {
         size_t n = 0;
         while (entry[n] && entry[n] != '=' && n < sizeof name - 1) name[n] = entry[n], n++;
         name[n] = '\0';
-        ma_buf_t b = {.len = 0};
-        ma_buf_str(&b, "mapalloc: warning: unknown variable ");
+        ma_buf_t b;
+        ma_buf_begin(&b, "warning: unknown variable ");
         ma_buf_str(&b, name);
         ma_buf_str(&b, " (ignored; ");
         if (best) {
             ma_buf_str(&b, "did you mean ");
             ma_buf_str(&b, best);
-            ma_buf_str(&b, "?)\n");
+            ma_buf_str(&b, "?)");
         } else {
-            ma_buf_str(&b, "docs/OPTIONS.md lists the options)\n");
+            ma_buf_str(&b, "docs/OPTIONS.md lists the options)");
         }
-        ma_buf_flush(&b);
+        ma_buf_end(&b);
     }
 }
 

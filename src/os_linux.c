@@ -317,7 +317,7 @@ uintptr_t ma_os_random(void) {
     if (getrandom(&v, sizeof v, GRND_NONBLOCK) != (ssize_t)sizeof v) {
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
-        v = (uintptr_t)ts.tv_nsec * 0x9E3779B97F4A7C15ull ^ (uintptr_t)&v ^ (uintptr_t)getpid();
+        v = (uintptr_t)ts.tv_nsec * MA_GOLDEN64 ^ (uintptr_t)&v ^ (uintptr_t)getpid();
     }
     return v;
 }

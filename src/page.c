@@ -82,7 +82,7 @@ static inline __attribute__((always_inline)) void link_carved(ma_page_t *page, u
 }
 
 /* Checked mode: with MAPALLOC_SECURE each carved block gets its canary,
- * for good (internal.h), and their list is shuffled (Fisher-Yates, inside
+ * for good (checked.h), and their list is shuffled (Fisher-Yates, inside
  * out, 16 random bits per step: an extension has at most 256 blocks), so that
  * neighbours in memory are not handed out in turn. Blocks whose fill
  * malloc checks get it here: all but those of SECURE alone that will wait

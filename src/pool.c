@@ -87,10 +87,7 @@ void *ma_heap_malloc(ma_heap_t *h, size_t size) {
 
 void *ma_heap_calloc(ma_heap_t *h, size_t count, size_t size) {
     size_t total;
-    if (__builtin_mul_overflow(count, size, &total)) {
-        errno = ENOMEM;
-        return NULL;
-    }
+    if (!ma_array_size(count, size, &total)) return NULL;
     ma_heap_kind_t kind = enter(h);
     void *p = heap_alloc(h, kind, total, MA_ALIGN_MIN, true);
     leave(h);
@@ -141,9 +138,12 @@ void *ma_heap_realloc(ma_heap_t *h, void *p, size_t size) {
         return q;
     }
     size_t usable = ma_usable_of(p, "invalid realloc");
+    size_t want = ma_alloc_realloc_size(usable, size);
     void *q = p;
-    if (!owns(h, kind, p) || size > usable || size < usable / 2) {
-        q = heap_alloc(h, kind, size, MA_ALIGN_MIN, false);
+    if (want != 0 || !owns(h, kind, p)) {  /* a block of another heap moves in */
+        if (want == 0) want = size;
+        q = heap_alloc(h, kind, want, MA_ALIGN_MIN, false);
+        if (!q && want > size) q = heap_alloc(h, kind, size, MA_ALIGN_MIN, false);
         if (q) {
             memcpy(q, p, size < usable ? size : usable);
             ma_free(p);
@@ -161,22 +161,22 @@ typedef struct visit_ctx_s {
     ma_heap_stats_t *stats;
 } visit_ctx_t;
 
-static void mark(uint64_t *bits, const ma_page_t *page, ma_block_t *list) {
+static void mark(ma_block_set_t *free_set, const ma_page_t *page, ma_block_t *list) {
     for (; list; list = ma_block_decode(list->next)) {
         uint32_t i = ma_page_block_index(page, list);
         if (i == UINT32_MAX) ma_diag_fatal_ptr("corrupted free list at", list, page->sclass);
-        bits[i / 64] |= (uint64_t)1 << (i % 64);
+        ma_block_set_add(free_set, i);
     }
 }
 
 /* Each live block of one page: its free lists are collected first, so a
  * block is free iff it is on page->free. */
 static int visit_page(ma_page_t *page, visit_ctx_t *ctx) {
-    uint64_t bits[(1u << 16) / MA_ALIGN_MIN / 64] = {0};
+    ma_block_set_t free_set = {{0}};
     ma_page_collect(page);
-    mark(bits, page, page->free);
+    mark(&free_set, page, page->free);
     for (uint32_t i = 0; i < page->capacity; i++) {
-        if (bits[i / 64] & ((uint64_t)1 << (i % 64))) continue;
+        if (ma_block_set_has(&free_set, i)) continue;
         void *block = page->start + (size_t)i * page->block_size;
         if (ctx->stats) {
             ctx->stats->blocks_in_use++;

@@ -485,7 +485,7 @@ static bool locs_init(out_t *o, loc_table_t *t, size_t frames) {
 }
 
 static uint64_t *loc_slot(loc_table_t *t, uintptr_t pc) {
-    size_t i = (size_t)((pc * 0x9E3779B97F4A7C15ull) >> 20) & t->mask;
+    size_t i = (size_t)((pc * MA_GOLDEN64) >> 20) & t->mask;
     while (t->pcs[i] != 0 && t->pcs[i] != pc) i = (i + 1) & t->mask;
     t->pcs[i] = pc;
     return &t->ids[i];

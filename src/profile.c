@@ -184,7 +184,7 @@ static uint64_t stack_hash(const uintptr_t *pcs, uint32_t depth) {
     return h ^ (h >> 29);
 }
 
-static size_t addr_slot(uintptr_t a, size_t mask) { return (size_t)((a * 0x9E3779B97F4A7C15ull) >> 24) & mask; }
+static size_t addr_slot(uintptr_t a, size_t mask) { return (size_t)((a * MA_GOLDEN64) >> 24) & mask; }
 
 /* Doubles a chained table when it holds as many entries as slots. */
 static void grow_buckets(void) {
@@ -673,9 +673,9 @@ static bool ends_with(const char *s, const char *tail) {
 }
 
 static void warn_unwritten(const char *path, int err) {
-    ma_buf_t b = {.len = 0};
+    ma_buf_t b;
     const char *name = ma_diag_errno_name(err);
-    ma_buf_str(&b, "mapalloc: warning: cannot write the heap profile ");
+    ma_buf_begin(&b, "warning: cannot write the heap profile ");
     ma_buf_str(&b, path);
     ma_buf_str(&b, ": ");
     if (name) {
@@ -684,8 +684,7 @@ static void warn_unwritten(const char *path, int err) {
         ma_buf_str(&b, "errno ");
         ma_buf_u64(&b, (uint64_t)err);
     }
-    ma_buf_str(&b, "\n");
-    ma_buf_flush(&b);
+    ma_buf_end(&b);
 }
 
 /* Writes the profile to template (expanded); 0, or -1 with errno. A file

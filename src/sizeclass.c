@@ -7,7 +7,7 @@
  * a span of its own, so a big block is taken from and given back to its
  * heap's segments like any page, without a mapping of its own (no system
  * call, no page fault when the span was used before). ma_sizeclass_of
- * (internal.h) is the inverse, computed with one count of leading zeros.
+ * (fastpath.h) is the inverse, computed with one count of leading zeros.
  *
  * A page spans enough 64 KiB slices to hold at least 8 blocks, so the tail
  * a page cannot use stays small (memory is touched only as blocks are
@@ -29,9 +29,9 @@ uint8_t ma_class_direct_lo[MA_CLASS_COUNT], ma_class_direct_hi[MA_CLASS_COUNT];
 static void compute_direct(unsigned cls) {
     size_t tail = ma_block_tail(), min = ma_secure ? MA_SECURE_BLOCK_MIN : 0;
     size_t size = ma_class_size[cls], below = cls == 1 ? 0 : ma_class_size[cls - 1];
-    size_t lo = cls == 1 || below < min ? 0 : ((below - tail) >> 4) + 1;
+    size_t lo = cls == 1 || below < min ? 0 : ((below - tail) >> MA_DIRECT_SHIFT) + 1;
     if (lo == 0 && ma_secure) lo = 1;  /* malloc(0) leaves the fast path: check.c's zero-size blocks */
-    size_t hi = (size - tail) >> 4;
+    size_t hi = (size - tail) >> MA_DIRECT_SHIFT;
     if (size < min || lo >= MA_DIRECT_COUNT) {
         lo = 1;
         hi = 0;
@@ -61,6 +61,8 @@ void ma_sizeclass_init(void) {
         ma_class_size[c] = (uint32_t)compute_size(c);
         ma_class_slices[c] = (uint8_t)compute_slices(ma_class_size[c]);
         MA_ASSERT(ma_sizeclass_of(ma_class_size[c]) == c);
+        MA_ASSERT(((size_t)ma_class_slices[c] << MA_SLICE_SHIFT) / ma_class_size[c] <= MA_PAGE_BLOCKS_MAX ||
+                  c > MA_PAGED_CLASSES);
     }
     for (unsigned c = 1; c < MA_CLASS_COUNT; c++) compute_direct(c);
     MA_ASSERT(ma_class_size[MA_CLASS_COUNT - 1] == MA_MEDIUM_MAX);

@@ -552,7 +552,7 @@ static crow_t *cache_slot(uintptr_t pc) {
         cache = ma_os_map(CACHE_SLOTS * sizeof(crow_t));
         cache_failed = cache == NULL;
     }
-    return cache ? &cache[(pc * 0x9E3779B97F4A7C15ull) >> 55 & (CACHE_SLOTS - 1)] : NULL;
+    return cache ? &cache[(pc * MA_GOLDEN64) >> 55 & (CACHE_SLOTS - 1)] : NULL;
 }
 
 static NO_SANITIZE bool step_compact(const crow_t *c, regs_t *regs, const bounds_t *b) {

@@ -96,9 +96,8 @@ static void emit(report_t *r, ma_buf_t *b) {
 }
 
 static void line(report_t *r, const char *key, uint64_t v) {
-    ma_buf_t b = {.len = 0};
-    ma_buf_str(&b, "mapalloc: ");
-    ma_buf_str(&b, key);
+    ma_buf_t b;
+    ma_buf_begin(&b, key);
     ma_buf_str(&b, ": ");
     ma_buf_u64(&b, v);
     ma_buf_str(&b, "\n");
@@ -119,8 +118,8 @@ static void report(report_t *r, bool classes) {
     ma_stats_t st;
     class_figures_t f;
     gather(&st, &f);
-    ma_buf_t b = {.len = 0};
-    ma_buf_str(&b, "mapalloc: statistics of process ");
+    ma_buf_t b;
+    ma_buf_begin(&b, "statistics of process ");
     ma_buf_u64(&b, (uint64_t)getpid());
     const char *name = ma_os_program_name();
     if (*name) {
@@ -146,11 +145,11 @@ static void report(report_t *r, bool classes) {
     line(r, "os mremap calls", st.mremap_calls);
     line(r, "thread heaps", st.threads_seen);
     if (!classes) return;
-    ma_buf_str(&b, "mapalloc: class  block-size  allocated-blocks  in-use-blocks  pages\n");
+    ma_buf_begin(&b, "class  block-size  allocated-blocks  in-use-blocks  pages\n");
     emit(r, &b);
     for (unsigned c = 1; c < MA_CLASS_COUNT; c++) {
         if (f.allocs[c] == 0 && f.pages[c] == 0) continue;
-        ma_buf_str(&b, "mapalloc: ");
+        ma_buf_begin(&b, "");
         pad_u64(&b, c, 5);
         pad_u64(&b, ma_sizeclass_size(c), 12);
         pad_u64(&b, f.allocs[c], 18);

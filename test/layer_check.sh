@@ -5,12 +5,13 @@
 # README's layer table lists the files bottom up: a file may use (call, or
 # read a variable of) only files in earlier rows. Its "Calls up" table lists
 # the written exceptions (caller or `any`, callee, names or `any`), and its
-# "Inline helpers" table what each static inline function of internal.h
-# calls in a .c file (those calls count in the files that use the helper).
+# "Inline helpers" table what each static inline function of src/*.h
+# (internal.h and the headers it includes: checked.h, fastpath.h) calls in a
+# .c file (those calls count in the files that use the helper).
 #
 # Each src/*.c is compiled here at -O0 with MA_DEBUG=1, so that no call is
 # inlined or folded away, and `nm` gives what it defines and uses; a stub
-# that takes the address of every inline helper of internal.h gives, through
+# that takes the address of every inline helper of src/*.h gives, through
 # `objdump -dr`, what each helper calls. The check fails on:
 #   - a use of a file in a later row that is not a written exception;
 #   - a written exception that nothing uses any more (make README true);
@@ -28,7 +29,7 @@ trap 'rm -rf "$tmp"' EXIT
 flags="-std=gnu11 -O0 -DMA_DEBUG=1 -DMA_HAVE_VALGRIND=$have_vg -fvisibility=hidden
        -I$root/include -I$root/src -w"
 
-# ---- Compile: one object per file, and internal.h's helpers --------------
+# ---- Compile: one object per file, and the headers' helpers --------------
 mkdir -p "$tmp/o"
 for f in "$root"/src/*.c; do
     printf '%s\n' "$f"
@@ -36,14 +37,15 @@ done | xargs -P "$(nproc 2>/dev/null || echo 2)" -I{} sh -c \
     'b=$(basename "$1" .c); '"$cc"' '"$(echo $flags)"' -c "$1" -o "$2/o/$b.o" 2>"$2/o/$b.err" ||
      { cat "$2/o/$b.err"; exit 1; }' sh {} "$tmp" || { echo "FAIL: a file does not compile"; exit 1; }
 
-helpers=$(sed -n 's/^static inline [^(]*[ *]\(ma_[a-z0-9_]*\)(.*/\1/p' "$root/src/internal.h")
+helpers=$(sed -n 's/^static inline [^(]*[ *]\(ma_[a-z0-9_]*\)(.*/\1/p' "$root"/src/*.h)
+[ -n "$helpers" ] || { echo "FAIL: no static inline helper found in src/*.h"; exit 1; }
 {
     echo '#include "internal.h"'
     echo 'void *const layer_check_helpers[] = {'
     for h in $helpers; do echo "    (void *)$h,"; done
     echo '};'
 } >"$tmp/helpers.c"
-$cc $flags -c "$tmp/helpers.c" -o "$tmp/helpers.o" || { echo "FAIL: internal.h's stub"; exit 1; }
+$cc $flags -c "$tmp/helpers.c" -o "$tmp/helpers.o" || { echo "FAIL: the helpers' stub"; exit 1; }
 
 # defs: "file symbol type" for every global definition; uses: "file symbol".
 for o in "$tmp"/o/*.o; do
@@ -64,7 +66,7 @@ done >"$tmp/uses"
 # ---- The check, against a README -----------------------------------------
 # check README: prints what is wrong and the summary; returns 1 on a problem.
 check() {
-    awk -v readme="$1" -v srcdir="$root/src" '
+    awk -v readme="$1" -v srcdir="$root/src" -v nhelpers="$(echo $helpers | wc -w)" '
     function strip(s) { gsub(/`/, "", s); gsub(/^ +| +$/, "", s); return s }
     # cells of a table row, in cell[1..n]
     function cells(line,   n, i, parts) {
@@ -124,7 +126,7 @@ check() {
         if (!($2 in def) || type[$2] !~ /[Tt]/) next
         helper_calls++
         if ((($1 SUBSEP $2) in helper_row)) helper_seen[$1 SUBSEP $2] = 1
-        else problem("internal.h: " $1 " calls " $2 " (" def[$2] "), which src/README.md'"'"'s \"Inline helpers\" table does not list")
+        else problem("inline helper " $1 " calls " $2 " (" def[$2] "), which src/README.md'"'"'s \"Inline helpers\" table does not list")
         next
     }
     END {
@@ -136,10 +138,10 @@ check() {
         for (key in helper_row)
             if (!(key in helper_seen)) {
                 split(key, kv, SUBSEP)
-                problem("internal.h: " kv[1] " no longer calls " kv[2] ": remove it from src/README.md")
+                problem("inline helper " kv[1] " no longer calls " kv[2] ": remove it from src/README.md")
             }
         if (!bad)
-            printf "layer_check: %d rows; %d uses across files, %d of them of a later row, each a written exception; %d calls out of internal.h'"'"'s helpers, each listed\n", rows, uses, up, helper_calls
+            printf "layer_check: %d rows; %d uses across files, %d of them of a later row, each a written exception; %d calls out of the inline helpers (%d of them), each listed\n", rows, uses, up, helper_calls, nhelpers
         exit bad
     }' "$tmp/defs" "$tmp/uses" "$tmp/calls"
 }
