@@ -134,6 +134,22 @@ static inline void slot_clear(slot_t *s)
     s->p = NULL;
 }
 
+/* a slot of its own on the heap, so that it can travel between threads */
+static inline slot_t *slot_boxed(size_t n, uint64_t salt)
+{
+    slot_t *s = malloc(sizeof *s);
+    if (!s) bench_fail(2, "malloc failed");
+    slot_put(s, n, salt);
+    return s;
+}
+
+static inline void slot_unbox(slot_t *s)
+{
+    if (!s) return;
+    slot_clear(s);
+    free(s);
+}
+
 /* ---- arguments and threads --------------------------------------------- */
 
 typedef struct {

@@ -36,19 +36,9 @@ static size_t pick_size(rng_t *r)
 /* a heap-allocated slot, so it can travel through the transfer array */
 static slot_t *new_block(worker_t *w)
 {
-    slot_t *s = malloc(sizeof *s);
-    if (!s) bench_fail(2, "malloc failed");
     size_t n = pick_size(&w->rng);
-    slot_put(s, n, rng_next(&w->rng));
     w->bytes += n;
-    return s;
-}
-
-static void drop_block(slot_t *s)
-{
-    if (!s) return;
-    slot_clear(s);
-    free(s);
+    return slot_boxed(n, rng_next(&w->rng));
 }
 
 static void *worker(void *arg)
@@ -62,16 +52,16 @@ static void *worker(void *arg)
             unsigned t = (unsigned)(rng_next(&w->rng) % TRANSFER_SLOTS);
             local[k] = atomic_exchange(&transfer[t].cell, local[k]);
         } else {
-            drop_block(local[k]);
+            slot_unbox(local[k]);
             local[k] = new_block(w);
         }
     }
     for (unsigned k = 0; k < LOCAL_SLOTS; k++) {
         if (k % 2) {
-            drop_block(local[k]);
+            slot_unbox(local[k]);
         } else {
             unsigned t = (unsigned)(rng_next(&w->rng) % TRANSFER_SLOTS);
-            drop_block(atomic_exchange(&transfer[t].cell, local[k]));
+            slot_unbox(atomic_exchange(&transfer[t].cell, local[k]));
         }
     }
     return NULL;
@@ -96,7 +86,7 @@ int main(int argc, char **argv)
     }
     double el = now_s() - t0;
     for (unsigned t = 0; t < TRANSFER_SLOTS; t++)
-        drop_block(atomic_exchange(&transfer[t].cell, NULL));
+        slot_unbox(atomic_exchange(&transfer[t].cell, NULL));
     free(w);
     printf("RESULT ops=%ld bytes=%llu mops_per_s=%.2f\n", total,
            (unsigned long long)bytes, (double)total / el / 1e6);

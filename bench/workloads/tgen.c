@@ -36,19 +36,9 @@ static size_t pick_size(rng_t *r)
 
 static slot_t *new_block(worker_t *w)
 {
-    slot_t *s = malloc(sizeof *s);
-    if (!s) bench_fail(2, "malloc failed");
     size_t n = pick_size(&w->rng);
-    slot_put(s, n, rng_next(&w->rng));
     w->bytes += n;
-    return s;
-}
-
-static void drop_block(slot_t *s)
-{
-    if (!s) return;
-    slot_clear(s);
-    free(s);
+    return slot_boxed(n, rng_next(&w->rng));
 }
 
 static void *worker(void *arg)
@@ -63,19 +53,19 @@ static void *worker(void *arg)
             unsigned t = (unsigned)(rng_next(&w->rng) % TRANSFER);
             local[k] = atomic_exchange(&transfer[t], local[k]);
         } else if (r == 1) {
-            drop_block(local[k]);
+            slot_unbox(local[k]);
             local[k] = NULL;
         } else {
-            drop_block(local[k]);
+            slot_unbox(local[k]);
             local[k] = new_block(w);
         }
     }
     for (unsigned k = 0; k < LOCAL; k++) {
         if (k % 2) {
-            drop_block(local[k]);
+            slot_unbox(local[k]);
         } else {
             unsigned t = (unsigned)(rng_next(&w->rng) % TRANSFER);
-            drop_block(atomic_exchange(&transfer[t], local[k]));
+            slot_unbox(atomic_exchange(&transfer[t], local[k]));
         }
     }
     return NULL;
@@ -99,7 +89,7 @@ int main(int argc, char **argv)
         for (int i = 0; i < a.threads; i++) bytes += w[i].bytes;
     }
     double el = now_s() - t0;
-    for (unsigned t = 0; t < TRANSFER; t++) drop_block(atomic_exchange(&transfer[t], NULL));
+    for (unsigned t = 0; t < TRANSFER; t++) slot_unbox(atomic_exchange(&transfer[t], NULL));
     free(w);
     printf("RESULT generations=%ld bytes=%llu gens_per_s=%.1f\n", generations,
            (unsigned long long)bytes, (double)generations / el);
