@@ -2,8 +2,8 @@
 # bench/run.sh - mapalloc side by side with mimalloc, jemalloc, tcmalloc and
 # glibc on our own workloads and on real programs.
 #
-#   bash bench/run.sh            full run (about 20-30 minutes on 2 cores)
-#   QUICK=1 bash bench/run.sh    small scales, threads 2 only (under 2 minutes)
+#   bash bench/run.sh            full run (about 40 minutes on 2 cores at THREADS="1 2 4"; longer at the default 1-8)
+#   QUICK=1 bash bench/run.sh    small scales, threads 2 only (about 5 minutes)
 #
 # Every workload runs under every allocator in turn, interleaved (A B C D E,
 # A B C D E, ...): one warm-up round, then ROUNDS measured rounds. Wall time
