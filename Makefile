@@ -1,6 +1,8 @@
 # Thin wrapper around cmake and ctest; all the logic is in CMakeLists.txt.
-#   make                  configure build/ and build everything
-#   make test             build, then run every test (ctest, JOBS at once: one per core)
+#   make                  configure build/ and build the libraries and the launcher
+#   make tests            build them and every test program (the sanitizer and
+#                         valgrind variants too: a few minutes on 2 cores)
+#   make test             build everything, then run every test (ctest, JOBS at once: one per core)
 #   make run [STATS=full] build, then run the main job with glibc's malloc and
 #                         with mapalloc: same output? time, peak RSS, statistics
 #   make install          build, then install into PREFIX (/usr/local)
@@ -19,12 +21,18 @@ QUICK      ?=
 PYTHON     ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || command -v python3)
 CMAKE_ARGS ?=
 
-.PHONY: all configure test run install bench debug clean
+.PHONY: all tests configure test run install bench debug clean
 
 # cmake --build runs make again: keep its output free of directory noise.
 MAKEFLAGS += --no-print-directory
 
+# What a program needs: the drop-in library (shared and static), the ma_
+# library, the launcher (written at configure time). The tests' hundred-odd
+# programs wait for `make tests` / `make test`.
 all: configure
+	$(CMAKE) --build $(BUILD) -j$(JOBS) --target mapalloc mapalloc_static mapalloc_ma
+
+tests: configure
 	$(CMAKE) --build $(BUILD) -j$(JOBS)
 
 configure: $(BUILD)/CMakeCache.txt
@@ -32,7 +40,7 @@ configure: $(BUILD)/CMakeCache.txt
 $(BUILD)/CMakeCache.txt:
 	$(CMAKE) -S . -B $(BUILD) $(CMAKE_ARGS)
 
-test: all
+test: tests
 	$(CTEST) --test-dir $(BUILD) --output-on-failure -j$(JOBS) --timeout 300
 
 run: all
