@@ -21,3 +21,24 @@ function(ma_test_std target)
   endforeach()
   add_dependencies(${target} mapalloc)
 endfunction()
+
+# ma_test_pair(prefix SOURCE src LABEL label [TIMEOUT s] [ARGS ...] [ENV ...]
+#              [PRELOAD_LIBS ...]): one source as two tests, ${prefix}_ma
+# (the ma_ names: mapalloc_ma, beside glibc's malloc) and ${prefix}_preload
+# (the standard names, under LD_PRELOAD; linked with PRELOAD_LIBS, default
+# the dl library, or mapalloc for a program that also reads ma_stats_get).
+function(ma_test_pair prefix)
+  cmake_parse_arguments(P "" "SOURCE;LABEL;TIMEOUT" "ARGS;ENV;PRELOAD_LIBS" ${ARGN})
+  if(NOT P_TIMEOUT)
+    set(P_TIMEOUT 120)
+  endif()
+  if(NOT P_PRELOAD_LIBS)
+    set(P_PRELOAD_LIBS ${CMAKE_DL_LIBS})
+  endif()
+  ma_add_test(${prefix}_ma SOURCES ${P_SOURCE} LIBS mapalloc_ma LABELS ${P_LABEL}
+              TIMEOUT ${P_TIMEOUT} ARGS ${P_ARGS} ENV ${P_ENV})
+  ma_test_includes(${prefix}_ma)
+  ma_add_test(${prefix}_preload SOURCES ${P_SOURCE} LIBS ${P_PRELOAD_LIBS}
+              LABELS "${P_LABEL};preload" PRELOAD TIMEOUT ${P_TIMEOUT} ARGS ${P_ARGS} ENV ${P_ENV})
+  ma_test_std(${prefix}_preload)
+endfunction()
